@@ -1,0 +1,50 @@
+"""byhand: the softmax, cross-entropy and NLL backward, derived and written by hand.
+
+The public API mirrors :mod:`torch.nn.functional`: ``byhand.cross_entropy`` and
+``byhand.nll_loss`` are differentiable drop-ins whose backward is ours; the pure
+forward and ``*_backward`` functions live in :mod:`byhand.softmax` and
+:mod:`byhand.losses`.
+"""
+
+from .autograd import cross_entropy, nll_loss
+from .check import assert_close, compare, numerical_gradient
+from .device import pick_device
+from .losses import (
+    cross_entropy_backward,
+    cross_entropy_forward_backward,
+    mse_loss,
+    mse_loss_backward,
+    nll_loss_backward,
+)
+from .softmax import (
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    logsumexp_backward,
+    softmax,
+    softmax_backward,
+    softmax_jacobian,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "assert_close",
+    "compare",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_forward_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "logsumexp_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
+    "numerical_gradient",
+    "pick_device",
+    "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
+]

@@ -1,0 +1,156 @@
+r"""Layers with an explicit ``forward`` and a hand-written ``backward``; no autograd.
+
+Each layer caches what its backward needs during ``forward``. ``backward`` takes
+:math:`\delta = \partial L/\partial y` (the gradient at the layer's output), stores the
+parameter gradients, and returns :math:`\partial L/\partial x` for the layer below.
+
+For :class:`Linear`, :math:`y_{nj} = x_{nk} W_{jk} + b_j` (a row of ``x`` per sample),
+so
+
+.. math::
+
+   \frac{\partial L}{\partial W_{jk}} = \delta_{nj} x_{nk}, \qquad
+   \frac{\partial L}{\partial b_j} = \sum_n \delta_{nj}, \qquad
+   \frac{\partial L}{\partial x_{nk}} = \delta_{nj} W_{jk},
+
+that is ``dW = δᵀ x``, ``db = δ.sum(0)``, ``dx = δ W``. For :class:`ReLU`,
+:math:`y = \max(x, 0)` and :math:`\partial L/\partial x = \delta \odot [x > 0]`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+__all__ = ["Layer", "Linear", "ReLU", "Sequential"]
+
+
+class Layer:
+    """The interface: ``forward``, ``backward`` and (parameter, gradient) pairs."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Yield ``(parameter, gradient)`` pairs; the gradient is ``None`` before a backward."""
+        return iter(())
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
+
+
+class Linear(Layer):
+    r"""``y = x Wᵀ + b`` with ``W`` of shape ``(out_features, in_features)``.
+
+    Initialised exactly as :class:`torch.nn.Linear`: every entry of ``W`` and ``b`` is
+    drawn from :math:`U(-1/\sqrt{\text{in}}, 1/\sqrt{\text{in}})`, weight first, from
+    the same random stream, so the same seed gives the same numbers.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, *,
+        device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if in_features <= 0 or out_features <= 0:
+            raise ValueError(
+                "Linear: in_features and out_features must be positive; "
+                f"got {in_features} and {out_features}"
+            )
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = torch.empty(out_features, in_features, device=device, dtype=dtype)
+        self.weight.uniform_(-bound, bound, generator=generator)
+        self.bias: Tensor | None = None
+        if bias:
+            self.bias = torch.empty(out_features, device=device, dtype=dtype)
+            self.bias.uniform_(-bound, bound, generator=generator)
+        self.weight_grad: Tensor | None = None
+        self.bias_grad: Tensor | None = None
+        self._input: Tensor | None = None
+
+    @classmethod
+    def from_tensors(cls, weight: Tensor, bias: Tensor | None = None) -> Linear:
+        """A layer holding copies of the given ``weight`` (out, in) and ``bias`` (out,)."""
+        layer = cls.__new__(cls)
+        layer.weight = weight.detach().clone()
+        layer.bias = None if bias is None else bias.detach().clone()
+        layer.weight_grad = layer.bias_grad = layer._input = None
+        return layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.weight.shape[1]:
+            raise ValueError(
+                f"Linear.forward: x must have {self.weight.shape[1]} features in its last "
+                f"dimension; got shape {tuple(x.shape)}"
+            )
+        self._input = x
+        if self.bias is None:
+            return x @ self.weight.T
+        return torch.addmm(self.bias, x, self.weight.T)
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        if self._input is None:
+            raise RuntimeError("Linear.backward: call forward first")
+        self.weight_grad = grad_output.T @ self._input
+        if self.bias is not None:
+            self.bias_grad = grad_output.sum(0)
+        return grad_output @ self.weight
+
+    def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        yield self.weight, self.weight_grad
+        if self.bias is not None:
+            yield self.bias, self.bias_grad
+
+    def __repr__(self) -> str:
+        out_f, in_f = self.weight.shape
+        return f"Linear(in_features={in_f}, out_features={out_f}, bias={self.bias is not None})"
+
+
+class ReLU(Layer):
+    r""":math:`y = \max(x, 0)`; the backward lets :math:`\delta` through where :math:`x > 0`."""
+
+    def __init__(self) -> None:
+        self._mask: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._mask = x > 0
+        return x * self._mask
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        if self._mask is None:
+            raise RuntimeError("ReLU.backward: call forward first")
+        return grad_output * self._mask
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class Sequential(Layer):
+    """Layers applied in order; ``backward`` runs them in reverse."""
+
+    def __init__(self, *layers: Layer) -> None:
+        self.layers = list(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        for layer in self.layers:
+            yield from layer.parameters()
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"
