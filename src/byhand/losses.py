@@ -43,15 +43,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .softmax import softmax
+
 __all__ = [
     "Reduction",
-    "nll_loss",
-    "nll_loss_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
     "mse_loss",
     "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -106,7 +108,7 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
             f"{fn}: target batch size must match input batch size {input.shape[0]}; got {got}"
         )
     elif target.shape[1:] != input.shape[2:]:
-        expected = (input.shape[0],) + tuple(input.shape[2:])
+        expected = (input.shape[0], *input.shape[2:])
         raise ValueError(
             f"{fn}: target shape must be {expected} for input shape {tuple(input.shape)}; "
             f"got {tuple(target.shape)}"
@@ -279,10 +281,16 @@ def nll_loss_backward(
 
 
 def _softmax_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}` and :math:`\log\sum_k e_{ik}`."""
+    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}`, :math:`\log\sum_k e_{ik}`."""
     shift = x.amax(1, keepdim=True)
     e = (x - shift).exp_()
     return shift, e, e.sum(1, keepdim=True).log()
+
+
+def _softmax_inplace(x: Tensor) -> Tensor:
+    """Softmax along dimension 1 computed in a single new buffer."""
+    _, e, _ = _softmax_parts(x)
+    return e.div_(e.sum(1, keepdim=True))
 
 
 def _ce_per_sample(
@@ -342,9 +350,17 @@ def cross_entropy(
 
 def _ce_grad_from_softmax(
     s: Tensor, g: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
-    label_smoothing: float, prob: bool,
+    label_smoothing: float, prob: bool, inplace: bool,
 ) -> Tensor:
-    r"""Turn the softmax ``s`` into :math:`g_i(s_{ij}\sum_c q_{ic} - q_{ij})`, in place."""
+    r"""Turn the softmax ``s`` into :math:`g_i(s_{ij}\sum_c q_{ic} - q_{ij})`.
+
+    With ``inplace`` the result overwrites ``s``, so no other tensor of the input's
+    size is allocated; without it every step is an ordinary differentiable operation.
+    """
+    mul, sub, scatter_add = (
+        (Tensor.mul_, Tensor.sub_, Tensor.scatter_add_) if inplace
+        else (Tensor.mul, Tensor.sub, Tensor.scatter_add)
+    )
     n_classes = s.shape[1]
     eps = label_smoothing
     w = None if weight is None else _class_view(weight, s)
@@ -353,16 +369,16 @@ def _ce_grad_from_softmax(
         if eps > 0:
             t = t * (1 - eps) + eps / n_classes
         q = t if w is None else t * w
-        return s.mul_(q.sum(1, keepdim=True)).sub_(q).mul_(g.unsqueeze(1))
+        return mul(sub(mul(s, q.sum(1, keepdim=True)), q), g.unsqueeze(1))
     y, keep = _target_indices(target, ignore_index)
     wy = _target_weight(y, keep, weight, s.dtype)
     a = torch.where(keep, g, torch.zeros_like(g))
     w_mean = 1.0 if weight is None else weight.to(s.dtype).sum() / n_classes
     total = (1 - eps) * wy + eps * w_mean * keep.to(s.dtype)
-    s.mul_((a * total).unsqueeze(1))
+    s = mul(s, (a * total).unsqueeze(1))
     if eps > 0:
-        s.sub_((eps / n_classes) * a.unsqueeze(1) * (1.0 if w is None else w))
-    return s.scatter_add_(1, y.unsqueeze(1), (-(1 - eps) * a * wy).unsqueeze(1))
+        s = sub(s, (eps / n_classes) * a.unsqueeze(1) * (1.0 if w is None else w))
+    return scatter_add(s, 1, y.unsqueeze(1), (-(1 - eps) * a * wy).unsqueeze(1))
 
 
 def _ce_denominator(
@@ -399,9 +415,11 @@ def cross_entropy_backward(
         g = g.unsqueeze(0)
     like = x.select(1, 0)
     g = _upstream(g, reduction, denominator, like).contiguous()
-    _, e, _ = _softmax_parts(x)
-    s = e.div_(e.sum(1, keepdim=True))
-    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob)
+    # Under create_graph (double backward) autograd records these operations, so
+    # they must not overwrite anything; otherwise the softmax buffer becomes the result.
+    inplace = not (torch.is_grad_enabled() and (x.requires_grad or g.requires_grad))
+    s = softmax(x, dim=1) if not inplace else _softmax_inplace(x)
+    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, inplace)
     return _unbatch(grad, input.dim() == 1)
 
 
@@ -435,7 +453,7 @@ def cross_entropy_forward_backward(
     one = torch.ones((), dtype=x.dtype, device=x.device)
     g = _upstream(one, reduction, denominator, per).contiguous()
     s = e.div_(e.sum(1, keepdim=True))
-    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob)
+    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, True)
     return loss, _unbatch(grad, input.dim() == 1)
 
 

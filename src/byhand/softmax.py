@@ -25,12 +25,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "log_softmax",
+    "log_softmax_backward",
     "logsumexp",
     "logsumexp_backward",
     "softmax",
     "softmax_backward",
-    "log_softmax",
-    "log_softmax_backward",
     "softmax_jacobian",
 ]
 
@@ -83,8 +83,16 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
-    r""":math:`\ell_i = x_i - \operatorname{lse}(x)` along ``dim``."""
-    return input - logsumexp(input, dim=dim, keepdim=True)
+    r""":math:`\ell_i = x_i - \operatorname{lse}(x) = (x_i - m) - \log\sum_k e^{x_k - m}` along ``dim``.
+
+    The subtraction of :math:`m` comes first: :math:`x_i - m` is exact for the
+    largest entries, whereas :math:`x_i - \operatorname{lse}(x)` would round
+    :math:`\operatorname{lse}(x)` at the scale of :math:`|x|` before subtracting.
+    """
+    _require_float("input", input)
+    m = input.amax(dim=dim, keepdim=True)
+    z = input - torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return z - z.exp().sum(dim=dim, keepdim=True).log()
 
 
 def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tensor:

@@ -1,0 +1,17 @@
+"""Shared test configuration: deterministic hypothesis runs, seeded torch, Agg backend."""
+
+import matplotlib
+import pytest
+import torch
+from hypothesis import settings
+
+matplotlib.use("Agg")
+
+settings.register_profile("book", derandomize=True, deadline=None, max_examples=150,
+                          print_blob=True)
+settings.load_profile("book")
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch() -> None:
+    torch.manual_seed(0)
