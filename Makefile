@@ -43,7 +43,7 @@ book: venv data
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 lint: venv
-	$(BIN)/ruff check src tests chapters benchmarks tools
+	$(BIN)/ruff check src tests chapters benchmarks tools _ext
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/python tools/bootstrap_cells.py --check
 

@@ -35,7 +35,7 @@ def _chromium() -> str:
 
 def _pages() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]] + [e["file"] for part in toc["parts"] for e in part["chapters"]]
+    files = [toc["root"], *(e["file"] for part in toc["parts"] for e in part["chapters"])]
     return [f"{f}.html" for f in files]
 
 
@@ -109,7 +109,7 @@ def test_page_loads_offline_without_console_errors(browser, server: str, page: s
         visit.close()
 
 
-@pytest.mark.parametrize("page", CHAPTER_PAGES + ["notation.html"])
+@pytest.mark.parametrize("page", [*CHAPTER_PAGES, "notation.html"])
 def test_equations_are_rendered_by_local_mathjax(browser, server: str, page: str) -> None:
     visit = Visit(browser, server + page)
     try:
