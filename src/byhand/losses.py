@@ -206,12 +206,21 @@ def _target_weight(
     return m if weight is None else m * weight.to(dtype)[y]
 
 
+def _total(t: Tensor) -> Tensor:
+    """Sum every entry in at least float32, then round to ``t``'s dtype.
+
+    This is how PyTorch reduces float16 and bfloat16 losses: summed naively in half
+    precision, the result would depend on how the work is split between threads.
+    """
+    return t.sum(dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
+
+
 def _reduce(per_sample: Tensor, reduction: str, denominator: Tensor | float) -> Tensor:
     if reduction == "none":
         return per_sample
     if reduction == "sum":
-        return per_sample.sum()
-    return per_sample.sum() / denominator
+        return _total(per_sample)
+    return _total(per_sample) / denominator
 
 
 def _upstream(
@@ -252,7 +261,7 @@ def nll_loss(
     per = torch.where(keep, per, torch.zeros_like(per))
     if reduction == "none":
         return _unbatch(per, input.dim() == 1)
-    return _reduce(per, reduction, wy.sum())
+    return _reduce(per, reduction, _total(wy))
 
 
 def nll_loss_backward(
@@ -272,7 +281,7 @@ def nll_loss_backward(
     y, keep = _target_indices(t, ignore_index)
     wy = _target_weight(y, keep, weight, x.dtype)
     g = grad_output.unsqueeze(0) if (reduction == "none" and input.dim() == 1) else grad_output
-    coef = torch.where(keep, _upstream(g.to(x.dtype), reduction, wy.sum(), wy) * wy, 0.0)
+    coef = torch.where(keep, _upstream(g.to(x.dtype), reduction, _total(wy), wy) * wy, 0.0)
     grad = torch.zeros_like(x).scatter_(1, y.unsqueeze(1), -coef.unsqueeze(1))
     return _unbatch(grad, input.dim() == 1)
 
@@ -319,7 +328,7 @@ def _ce_per_sample(
         logp = x - shift - log_sums
         smooth = -(logp if w is None else logp * w).sum(1)
         per = (1 - eps) * per + (eps / n_classes) * smooth
-    return torch.where(keep, per, torch.zeros_like(per)), wy.sum()
+    return torch.where(keep, per, torch.zeros_like(per)), _total(wy)
 
 
 def cross_entropy(
@@ -387,7 +396,7 @@ def _ce_denominator(
     if prob:
         return input.numel() / input.shape[1]
     y, keep = _target_indices(target, ignore_index)
-    return _target_weight(y, keep, weight, input.dtype).sum()
+    return _total(_target_weight(y, keep, weight, input.dtype))
 
 
 def cross_entropy_backward(

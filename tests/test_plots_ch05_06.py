@@ -1,0 +1,160 @@
+"""The figures of chapters 05-06 (the CE/NLL backward, every option) draw what they should."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+import torch.nn.functional as F
+
+from byhand.plots import (
+    plot_ce_gradient_bars,
+    plot_fp16_limits,
+    plot_gradient_vs_true_logit,
+    plot_smoothed_target,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _bar_heights(ax, series_index, n_classes):
+    patches = ax.patches[series_index * n_classes:(series_index + 1) * n_classes]
+    return torch.tensor([p.get_height() for p in patches], dtype=torch.float64)
+
+
+def _assert_labelled(ax):
+    assert ax.get_title()
+    assert ax.get_xlabel()
+    assert ax.get_ylabel()
+
+
+def test_gradient_bars_show_softmax_onehot_and_their_difference():
+    logits = torch.tensor([1.5, -0.3, 0.8, 2.1, 0.0])
+    fig = plot_ce_gradient_bars(logits, target=2)
+    (ax,) = fig.axes
+    _assert_labelled(ax)
+    assert len(ax.patches) == 3 * 5
+    s = torch.softmax(logits.double(), dim=0)
+    onehot = F.one_hot(torch.tensor(2), 5).double()
+    torch.testing.assert_close(_bar_heights(ax, 0, 5), s)
+    torch.testing.assert_close(_bar_heights(ax, 1, 5), onehot)
+    torch.testing.assert_close(_bar_heights(ax, 2, 5), s - onehot)
+    assert "(y)" in ax.get_xticklabels()[2].get_text()
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2].startswith("gradient")
+
+
+def test_gradient_bars_sum_to_zero_for_any_target():
+    logits = torch.randn(7)
+    for target in range(7):
+        fig = plot_ce_gradient_bars(logits, target=target)
+        heights = _bar_heights(fig.axes[0], 2, 7)
+        assert abs(float(heights.sum())) < 1e-12
+        assert int(heights.argmin()) == target
+        plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("logits", "target", "match"),
+    [
+        (torch.zeros(1), 0, "C >= 2"),
+        (torch.zeros(2, 3), 0, "shape"),
+        (torch.zeros(4), 4, r"\[0, 3\]"),
+        (torch.zeros(4), -1, "class index"),
+    ],
+)
+def test_gradient_bars_reject_bad_input(logits, target, match):
+    with pytest.raises(ValueError, match=match):
+        plot_ce_gradient_bars(logits, target)
+
+
+def test_sweep_draws_every_class_and_the_loss():
+    logits = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    values = torch.linspace(-3.0, 5.0, 33)
+    fig = plot_gradient_vs_true_logit(logits, target=1, values=values)
+    ax, loss_ax = fig.axes
+    _assert_labelled(ax)
+    assert loss_ax.get_ylabel()
+    assert len(ax.lines) == 4 + 1  # one curve per class and the zero line
+    x = logits.double().repeat(33, 1)
+    x[:, 1] = values.double()
+    s = torch.softmax(x, dim=1)
+    true_curve = torch.as_tensor(ax.lines[0].get_ydata())
+    torch.testing.assert_close(true_curve, s[:, 1] - 1)
+    total = sum(torch.as_tensor(line.get_ydata()) for line in ax.lines[:4])
+    torch.testing.assert_close(total, torch.zeros(33, dtype=torch.float64))
+    torch.testing.assert_close(torch.as_tensor(loss_ax.lines[0].get_ydata()), -s[:, 1].log())
+    colours = {line.get_color() for line in ax.lines[:4]}
+    assert len(colours) == 4  # the true class is never confused with another
+    assert len(fig.legends) == 1
+
+
+def test_sweep_rejects_a_single_point():
+    with pytest.raises(ValueError, match="at least two points"):
+        plot_gradient_vs_true_logit(torch.zeros(3), 0, torch.zeros(1))
+
+
+def test_smoothed_target_bars_without_and_with_weights():
+    fig = plot_smoothed_target(target=1, n_classes=4, label_smoothing=0.2)
+    (ax,) = fig.axes
+    _assert_labelled(ax)
+    assert len(ax.patches) == 2 * 4
+    smoothed = _bar_heights(ax, 1, 4)
+    torch.testing.assert_close(smoothed, torch.tensor([0.05, 0.85, 0.05, 0.05], dtype=torch.float64))
+    plt.close(fig)
+
+    w = torch.tensor([0.5, 2.0, 1.0, 4.0])
+    fig = plot_smoothed_target(target=1, n_classes=4, label_smoothing=0.2, weight=w)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3 * 4
+    q = _bar_heights(ax, 2, 4)
+    expected = 0.8 * 2.0 * F.one_hot(torch.tensor(1), 4).double() + 0.05 * w.double()
+    torch.testing.assert_close(q, expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"target": 4, "n_classes": 4, "label_smoothing": 0.1}, "target"),
+        ({"target": 0, "n_classes": 1, "label_smoothing": 0.1}, "n_classes"),
+        ({"target": 0, "n_classes": 3, "label_smoothing": 1.5}, r"\[0, 1\]"),
+        ({"target": 0, "n_classes": 3, "label_smoothing": 0.1, "weight": torch.ones(4)}, "shape"),
+    ],
+)
+def test_smoothed_target_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plot_smoothed_target(**kwargs)
+
+
+def test_fp16_limits_two_panels_with_thresholds_and_float16_max():
+    n = torch.tensor([1024, 4096, 16384, 65536])
+    numerator = 2.7 * n.double()
+    zero = {"a": torch.tensor([0.0, 0.0, 0.0, 1.0]), "b": torch.zeros(4)}
+    fig = plot_fp16_limits(n, numerator, n.double(), zero, n_loss_inf=24000, n_grad_zero=65520)
+    left, right = fig.axes
+    for ax in (left, right):
+        _assert_labelled(ax)
+        vertical = [line for line in ax.lines if list(line.get_xdata()) in ([24000, 24000],
+                                                                            [65520, 65520])]
+        assert len(vertical) == 2
+    horizontal = [line for line in left.lines if list(line.get_ydata()) == [65504.0, 65504.0]]
+    assert len(horizontal) == 1
+    assert "65,504" in horizontal[0].get_label()
+    torch.testing.assert_close(torch.as_tensor(left.lines[0].get_ydata()), numerator)
+    drawn = [line for line in right.lines if line.get_label() in zero]
+    assert [line.get_label() for line in drawn] == ["a", "b"]
+    assert list(drawn[0].get_ydata()) == [0.0, 0.0, 0.0, 1.0]
+    assert left.get_xscale() == "log" and left.get_yscale() == "log"
+
+
+def test_fp16_limits_rejects_mismatched_lengths():
+    n = torch.tensor([1, 2, 3])
+    with pytest.raises(ValueError, match="one value per batch size"):
+        plot_fp16_limits(n, torch.ones(3), torch.ones(2), {}, 1, 2)
+    with pytest.raises(ValueError, match="one value per batch size"):
+        plot_fp16_limits(n, torch.ones(3), torch.ones(3), {"x": torch.ones(4)}, 1, 2)
