@@ -50,7 +50,11 @@ class Linear(Layer):
 
     Initialised exactly as :class:`torch.nn.Linear`: every entry of ``W`` and ``b`` is
     drawn from :math:`U(-1/\sqrt{\text{in}}, 1/\sqrt{\text{in}})`, weight first, from
-    the same random stream, so the same seed gives the same numbers.
+    the same random stream, so the same seed gives the same numbers. The weight's
+    bound is computed as PyTorch's ``kaiming_uniform_(a=√5)`` computes it,
+    :math:`\sqrt{3}\cdot\sqrt{2/(1+a^2)}/\sqrt{\text{in}}`, which equals
+    :math:`1/\sqrt{\text{in}}` but rounds differently in the last bit of a float64.
+    Inputs may have leading dimensions, ``(..., in)``.
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class Linear(Layer):
                 f"got {in_features} and {out_features}"
             )
         bound = 1.0 / math.sqrt(in_features)
+        gain = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))
+        weight_bound = math.sqrt(3.0) * (gain / math.sqrt(in_features))
         self.weight = torch.empty(out_features, in_features, device=device, dtype=dtype)
-        self.weight.uniform_(-bound, bound, generator=generator)
+        self.weight.uniform_(-weight_bound, weight_bound, generator=generator)
         self.bias: Tensor | None = None
         if bias:
             self.bias = torch.empty(out_features, device=device, dtype=dtype)
@@ -92,14 +98,18 @@ class Linear(Layer):
         self._input = x
         if self.bias is None:
             return x @ self.weight.T
-        return torch.addmm(self.bias, x, self.weight.T)
+        if x.dim() == 2:
+            return torch.addmm(self.bias, x, self.weight.T)  # y = b + x Wᵀ in one kernel
+        return x @ self.weight.T + self.bias
 
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._input is None:
             raise RuntimeError("Linear.backward: call forward first")
-        self.weight_grad = grad_output.T @ self._input
+        # Leading dimensions (..., in) are all "samples": flatten them into n.
+        delta = grad_output.reshape(-1, grad_output.shape[-1])
+        self.weight_grad = delta.T @ self._input.reshape(-1, self._input.shape[-1])
         if self.bias is not None:
-            self.bias_grad = grad_output.sum(0)
+            self.bias_grad = delta.sum(0)
         return grad_output @ self.weight
 
     def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
@@ -120,12 +130,12 @@ class ReLU(Layer):
 
     def forward(self, x: Tensor) -> Tensor:
         self._mask = x > 0
-        return x * self._mask
+        return torch.where(self._mask, x, 0.0)
 
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._mask is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return grad_output * self._mask
+        return torch.where(self._mask, grad_output, 0.0)
 
     def __repr__(self) -> str:
         return "ReLU()"

@@ -89,7 +89,8 @@ def _check_weight(fn: str, weight: Tensor | None, n_classes: int) -> None:
         )
 
 
-def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: int) -> None:
+def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: int) -> bool:
+    """Validate class-index targets; return whether every one is a real class, none ignored."""
     if target.dtype not in _INDEX_DTYPES:
         raise TypeError(
             f"{fn}: target must hold class indices of dtype torch.int64 (or torch.uint8), "
@@ -114,6 +115,11 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
             f"got {tuple(target.shape)}"
         )
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
+    if target.numel() == 0:
+        return True
+    lo, hi = (int(v) for v in torch.stack(torch.aminmax(target.long())).tolist())
+    if lo >= 0 and hi < n_classes:
+        return not (lo <= ignore_index <= hi and bool((target == ignore_index).any()))
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if bool(bad.any()):
         value = int(target[bad].flatten()[0])
@@ -121,6 +127,7 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
             f"{fn}: target values must be class indices in [0, {n_classes - 1}] "
             f"or ignore_index={ignore_index}; got {value}"
         )
+    return False
 
 
 def _check_prob_target(fn: str, target: Tensor, ignore_index: int) -> None:
@@ -148,19 +155,22 @@ def _is_prob_target(input: Tensor, target: Tensor) -> bool:
 def _check_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
     reduction: str, label_smoothing: float,
-) -> bool:
-    """Validate the arguments of :func:`cross_entropy`; return whether targets are probabilities."""
+) -> tuple[bool, bool]:
+    """Validate the arguments of :func:`cross_entropy`.
+
+    Returns whether the targets are probabilities, and whether the call is the plain
+    case: class indices, none ignored, no class weights, no label smoothing.
+    """
     fn = "cross_entropy"
     _check_reduction(fn, reduction)
     _check_input(fn, input)
     _check_label_smoothing(fn, label_smoothing)
     _check_weight(fn, weight, _n_classes(input))
-    prob = _is_prob_target(input, target)
-    if prob:
+    if _is_prob_target(input, target):
         _check_prob_target(fn, target, ignore_index)
-    else:
-        _check_index_target(fn, input, target, ignore_index)
-    return prob
+        return True, False
+    none_ignored = _check_index_target(fn, input, target, ignore_index)
+    return False, none_ignored and weight is None and label_smoothing == 0
 
 
 def _check_nll(
@@ -346,7 +356,7 @@ def cross_entropy(
     ``input`` without the class dimension) or class probabilities (shape of
     ``input``). See the module docstring for :math:`L_i` and the reductions.
     """
-    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    prob, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
     shift, _, log_sums = _softmax_parts(x)
     per, denominator = _ce_per_sample(
@@ -390,6 +400,23 @@ def _ce_grad_from_softmax(
     return scatter_add(s, 1, y.unsqueeze(1), (-(1 - eps) * a * wy).unsqueeze(1))
 
 
+def _positions(target: Tensor, like: Tensor) -> Tensor:
+    """The number of sample positions in ``like``'s dtype (in float16 it may round to inf)."""
+    return torch.tensor(float(target.numel()), dtype=like.dtype, device=like.device)
+
+
+def _plain_grad_from_exp(e: Tensor, scale: Tensor, target: Tensor) -> Tensor:
+    r"""The plain case, in place on :math:`e_{ic} = e^{x_{ic} - m_i}`: :math:`g_i(s_{ic} - \delta_{c y_i})`.
+
+    No weights, no smoothing, nothing ignored, so :math:`q_{ic} = \delta_{c y_i}` and
+    :math:`\sum_c q_{ic} = 1`; ``scale`` holds :math:`g_i` (a scalar or one per position).
+    """
+    scale = scale.to(e.dtype).unsqueeze(1) if scale.dim() else scale.to(e.dtype)
+    e.div_(e.sum(1, keepdim=True)).mul_(scale)
+    index = target.long().unsqueeze(1)
+    return e.scatter_add_(1, index, (-scale).expand(index.shape).to(e.dtype))
+
+
 def _ce_denominator(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, prob: bool
 ) -> Tensor | float:
@@ -416,17 +443,21 @@ def cross_entropy_backward(
     weighted (smoothed) target and :math:`g_i` the upstream gradient of :math:`L_i`.
     Only one tensor of the input's size is allocated: the result.
     """
-    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    prob, plain = _check_cross_entropy(input, target, weight, ignore_index, reduction,
+                                       label_smoothing)
     x, t = _batched(input, target)
-    denominator = _ce_denominator(x, t, weight, ignore_index, prob)
     g = grad_output.to(x.dtype)
     if reduction == "none" and input.dim() == 1:
         g = g.unsqueeze(0)
-    like = x.select(1, 0)
-    g = _upstream(g, reduction, denominator, like).contiguous()
     # Under create_graph (double backward) autograd records these operations, so
     # they must not overwrite anything; otherwise the softmax buffer becomes the result.
     inplace = not (torch.is_grad_enabled() and (x.requires_grad or g.requires_grad))
+    if plain and inplace:
+        scale = g if reduction != "mean" else g / _positions(t, x)
+        _, e, _ = _softmax_parts(x)
+        return _unbatch(_plain_grad_from_exp(e, scale, t), input.dim() == 1)
+    denominator = _ce_denominator(x, t, weight, ignore_index, prob)
+    g = _upstream(g, reduction, denominator, x.select(1, 0)).contiguous()
     s = softmax(x, dim=1) if not inplace else _softmax_inplace(x)
     grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, inplace)
     return _unbatch(grad, input.dim() == 1)
@@ -452,9 +483,17 @@ def cross_entropy_forward_backward(
             "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
             "(a scalar loss); got 'none'"
         )
-    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    prob, plain = _check_cross_entropy(input, target, weight, ignore_index, reduction,
+                                       label_smoothing)
     x, t = _batched(input, target)
     shift, e, log_sums = _softmax_parts(x)
+    if plain:
+        per = (log_sums + shift).squeeze(1) - x.gather(1, t.long().unsqueeze(1)).squeeze(1)
+        scale = torch.ones((), dtype=x.dtype, device=x.device)
+        if reduction == "mean":
+            scale = scale / _positions(t, x)
+        loss = _reduce(per, reduction, _positions(t, x))
+        return loss, _unbatch(_plain_grad_from_exp(e, scale, t), input.dim() == 1)
     per, denominator = _ce_per_sample(
         x, shift, log_sums, t, weight, ignore_index, label_smoothing, prob
     )

@@ -709,6 +709,11 @@ def plot_history(history, target: float | None = None, reference_error: float | 
     if reference_error is not None:
         ax_acc.axhline(100 * (1 - reference_error), color="tab:green", ls=":", lw=1.5,
                        label=f"published: {100 * reference_error:.1f}% error")
+    levels = [100 * a for a in history.test_accuracy]
+    levels += [100 * target] if target is not None else []
+    levels += [100 * (1 - reference_error)] if reference_error is not None else []
+    pad = 0.08 * (max(levels) - min(levels) or 1.0)
+    ax_acc.set_ylim(min(levels) - pad, max(levels) + pad)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.set_title("Test accuracy")
@@ -751,20 +756,28 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
 
 def plot_step_differences(differences: dict[str, list[float] | Tensor],
                           title: str = "Manual against autograd, step by step") -> Figure:
-    """Per-step differences between two training runs (log scale), one line per entry.
+    """Per-step differences between two training runs on a log scale, one colour per entry.
 
-    Exact zeros are drawn at the bottom of the axis, since a log scale cannot show 0.
+    Each step's difference is a dot and the largest difference so far a line. A log
+    scale cannot show an exact 0, so those steps have no dot; the legend counts them.
     """
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for label, values in differences.items():
         series = torch.as_tensor(values, dtype=torch.float64).cpu()
-        floor = torch.finfo(torch.float64).tiny
-        ax.plot(range(1, len(series) + 1), series.clamp_min(floor).numpy(), lw=1.2, label=label)
+        steps = torch.arange(1, len(series) + 1)
+        exact = int((series == 0).sum())
+        running = torch.cummax(series, 0).values
+        shown = running > 0
+        (line,) = ax.plot(steps[shown].numpy(), running[shown].numpy(), lw=1.5,
+                          label=f"{label} ({exact} of {len(series)} steps exactly 0)")
+        nonzero = series > 0
+        ax.plot(steps[nonzero].numpy(), series[nonzero].numpy(), ".", ms=2.5, alpha=0.5,
+                color=line.get_color())
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("max |manual - autograd|")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     return fig
 
@@ -797,6 +810,9 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
     ax.set_yscale("log")
     if ylim is not None:
         ax.set_ylim(*ylim)
+    elif row:
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high * (high / low) ** (0.05 * row))  # room for the ticks on top
     ax.set_xlabel("training step")
     ax.set_ylabel("minibatch cross-entropy")
     ax.set_title(title)

@@ -113,7 +113,7 @@ def test_page_loads_offline_without_console_errors(browser, server: str, page: s
 def test_equations_are_rendered_by_local_mathjax(browser, server: str, page: str) -> None:
     visit = Visit(browser, server + page)
     try:
-        visit.page.wait_for_selector("mjx-container", timeout=20_000)
+        visit.page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         rendered = visit.page.locator("mjx-container").count()
         assert rendered > 0
         assert visit.page.locator("mjx-merror").count() == 0
@@ -199,7 +199,7 @@ def test_screenshot_of_a_chapter(browser, server: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     visit = Visit(browser, server + "chapters/03_softmax_jacobian.html")
     try:
-        visit.page.wait_for_selector("mjx-container", timeout=20_000)
+        visit.page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         path = SCREENSHOTS / "03_softmax_jacobian.png"
         visit.page.screenshot(path=str(path), full_page=False)
         assert path.stat().st_size > 10_000
