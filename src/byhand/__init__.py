@@ -7,7 +7,7 @@ forward and ``*_backward`` functions live in :mod:`byhand.softmax` and
 """
 
 from .autograd import cross_entropy, nll_loss
-from .check import assert_close, compare, numerical_gradient
+from .check import assert_close, check_backward, compare, numerical_gradient
 from .device import pick_device
 from .losses import (
     cross_entropy_backward,
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "assert_close",
+    "check_backward",
     "compare",
     "cross_entropy",
     "cross_entropy_backward",
