@@ -103,6 +103,16 @@ class Linear(Layer):
         return x @ self.weight.T + self.bias
 
     def backward(self, grad_output: Tensor) -> Tensor:
+        """Store ``dW = δᵀx`` and ``db = Σₙ δ``; return ``dx = δW``."""
+        self.parameter_backward(grad_output)
+        return grad_output @ self.weight
+
+    def parameter_backward(self, grad_output: Tensor) -> None:
+        """Store ``dW = δᵀx`` and ``db = Σₙ δ`` only.
+
+        For a first layer, whose input (the data) needs no gradient, this skips the
+        largest matrix product of the backward pass, as autograd does.
+        """
         if self._input is None:
             raise RuntimeError("Linear.backward: call forward first")
         # Leading dimensions (..., in) are all "samples": flatten them into n.
@@ -110,7 +120,6 @@ class Linear(Layer):
         self.weight_grad = delta.T @ self._input.reshape(-1, self._input.shape[-1])
         if self.bias is not None:
             self.bias_grad = delta.sum(0)
-        return grad_output @ self.weight
 
     def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         yield self.weight, self.weight_grad
@@ -123,19 +132,24 @@ class Linear(Layer):
 
 
 class ReLU(Layer):
-    r""":math:`y = \max(x, 0)`; the backward lets :math:`\delta` through where :math:`x > 0`."""
+    r""":math:`y = \max(x, 0)`; the backward lets :math:`\delta` through where :math:`x > 0`.
+
+    The mask :math:`[x > 0]` is read off the output as :math:`\operatorname{sign}(y)`,
+    which is 1 where :math:`x > 0` and 0 elsewhere (the subgradient at 0 is 0, as in
+    :func:`torch.relu`). A float mask multiplies far faster than a boolean one.
+    """
 
     def __init__(self) -> None:
-        self._mask: Tensor | None = None
+        self._output: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        self._mask = x > 0
-        return torch.where(self._mask, x, 0.0)
+        self._output = x.clamp(min=0)
+        return self._output
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        if self._mask is None:
+        if self._output is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return torch.where(self._mask, grad_output, 0.0)
+        return grad_output * self._output.sign()
 
     def __repr__(self) -> str:
         return "ReLU()"

@@ -1,0 +1,135 @@
+"""python -m byhand.mnist: a short run prints one JSON line; bad arguments fail clearly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import byhand.mnist
+from byhand.data import Dataset, data_root
+from byhand.mnist import main
+
+KEYS = {"test_accuracy", "seconds", "device", "epochs", "dataset", "hidden", "lr",
+        "batch_size", "seed", "train_loss", "test_loss"}
+
+
+def tiny_dataset(root=None, download=True) -> Dataset:
+    """Ten classes, each a bright band of rows at its own height: learnable at once."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 10
+    images = torch.randint(0, 40, (300, 28, 28), generator=gen)
+    for row, label in enumerate(labels.tolist()):
+        images[row, 2 * label + 4 : 2 * label + 7] += 200
+    return Dataset("tiny", images[:200].to(torch.uint8), labels[:200],
+                   images[200:].to(torch.uint8), labels[200:], tuple(str(d) for d in range(10)))
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(byhand.mnist.DATASETS, "mnist", tiny_dataset)
+
+
+def run_main(capsys, argv):
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_short_run_prints_one_json_line(tiny, capsys):
+    result = run_main(capsys, ["--epochs", "2", "--hidden", "32", "--lr", "0.1",
+                               "--batch-size", "20", "--seed", "3", "--no-progress",
+                               "--device", "cpu"])
+    assert set(result) >= KEYS
+    assert result["epochs"] == 2 and result["hidden"] == [32]
+    assert result["batch_size"] == 20 and result["lr"] == 0.1 and result["seed"] == 3
+    assert result["device"] == "cpu" and result["dataset"] == "tiny"
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and result["seconds"] > 0
+    assert result["test_accuracy"] > 0.5
+
+
+def test_two_hidden_layers_and_limit(tiny, capsys):
+    result = run_main(capsys, ["--epochs", "1", "--hidden", "16", "8", "--limit", "50",
+                               "--no-progress"])
+    assert result["hidden"] == [16, 8]
+    assert result["train_images"] == 50 and result["test_images"] == 50
+
+
+def test_progress_goes_to_stderr(tiny, capsys):
+    assert main(["--epochs", "1", "--hidden", "8"]) == 0
+    captured = capsys.readouterr()
+    assert "training" in captured.err
+    assert len(captured.out.strip().splitlines()) == 1
+
+
+def test_same_seed_same_result(tiny, capsys):
+    argv = ["--epochs", "1", "--hidden", "8", "--no-progress", "--seed", "5"]
+    first, again = run_main(capsys, argv), run_main(capsys, argv)
+    assert first["train_loss"] == again["train_loss"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--epochs", "0"], "expected a positive integer; got 0"),
+        (["--epochs", "two"], "expected a positive integer; got 'two'"),
+        (["--hidden"], "expected at least one argument"),
+        (["--hidden", "0"], "expected a positive integer"),
+        (["--batch-size", "-4"], "expected a positive integer; got -4"),
+        (["--lr", "0"], "expected a positive finite number"),
+        (["--lr", "fast"], "expected a positive number; got 'fast'"),
+        (["--lr", "inf"], "expected a positive finite number"),
+        (["--lr", "nan"], "expected a positive finite number"),
+        (["--seed", "-1"], "expected an integer >= 0"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--limit", "0"], "expected a positive integer"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unavailable_device_is_an_error(tiny, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cuda", "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "'cuda' was requested but is not available" in capsys.readouterr().err
+
+
+def test_missing_data_is_an_error(monkeypatch, capsys):
+    def missing(root=None, download=True):
+        raise FileNotFoundError("load_mnist: missing train-images-idx3-ubyte.gz")
+
+    monkeypatch.setitem(byhand.mnist.DATASETS, "mnist", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-progress"])
+    assert exit_info.value.code == 2
+    assert "missing train-images" in capsys.readouterr().err
+
+
+def test_help_lists_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--hidden" in text and "default" in text
+
+
+@pytest.mark.skipif(not (data_root() / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+                    reason="MNIST is not in $BYHAND_DATA (run `make data`)")
+def test_module_runs_on_real_mnist():
+    command = [sys.executable, "-m", "byhand.mnist", "--epochs", "3", "--hidden", "32",
+               "--batch-size", "32", "--lr", "0.1", "--limit", "2000", "--no-progress",
+               "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "mnist" and result["epochs"] == 3
+    assert result["test_accuracy"] > 0.8
