@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from machine import describe
 
 import byhand
+from byhand.device import synchronize
 
 FULL_CASES = ((512, 10), (8192, 10), (2048, 32768))
 QUICK_CASES = ((512, 10), (64, 32768))
@@ -46,13 +47,6 @@ GOAL_SPEEDUP_LARGE_C = 1.0  # at C = 32768: byhand no slower
 GOAL_MEMORY_RATIO = 0.5  # byhand's peak extra memory at most half of autograd's
 
 Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def _make_case(
@@ -78,11 +72,11 @@ def _make_case(
 
 
 def _time_once(fn: Callable[[], Pair], inner: int, device: torch.device) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(inner):
         fn()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / inner
 
 
@@ -102,11 +96,11 @@ def _calibrate(fns: list[Callable[[], Pair]], device: torch.device, target_s: fl
 
 
 def _peak_bytes_cuda(fn: Callable[[], Pair], device: torch.device) -> int:
-    _sync(device)
+    synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     out = fn()
-    _sync(device)
+    synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
     del out
     return int(peak)

@@ -1,6 +1,7 @@
 """Shared test configuration: deterministic hypothesis runs, seeded torch, Agg backend."""
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from hypothesis import settings
@@ -15,3 +16,10 @@ settings.load_profile("book")
 @pytest.fixture(autouse=True)
 def _seed_torch() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> None:
+    """Every figure a test draws is closed after it, so none piles up in memory."""
+    yield
+    plt.close("all")

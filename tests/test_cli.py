@@ -80,7 +80,7 @@ def test_same_seed_same_result(tiny, capsys):
         (["--hidden", "0"], "expected a positive integer"),
         (["--batch-size", "-4"], "expected a positive integer; got -4"),
         (["--lr", "0"], "expected a positive finite number"),
-        (["--lr", "fast"], "expected a positive number; got 'fast'"),
+        (["--lr", "fast"], "expected a positive finite number; got 'fast'"),
         (["--lr", "inf"], "expected a positive finite number"),
         (["--lr", "nan"], "expected a positive finite number"),
         (["--seed", "-1"], "expected an integer >= 0"),

@@ -4,17 +4,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
 from byhand.plots import plot_ce_of_probabilities, plot_loss_runaway, plot_weight_grads
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_weight_grads_one_panel_per_loss_with_every_entry_annotated():

@@ -17,12 +17,6 @@ from byhand.plots import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _bar_heights(ax, series_index, n_classes):
     patches = ax.patches[series_index * n_classes:(series_index + 1) * n_classes]
     return torch.tensor([p.get_height() for p in patches], dtype=torch.float64)

@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -19,12 +18,6 @@ from byhand.plots import (
     plot_step_differences,
 )
 from byhand.train import History
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_plot_digits_titles_and_wrong_in_red():

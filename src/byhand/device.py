@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["DeviceName", "pick_device"]
+__all__ = ["DeviceName", "pick_device", "synchronize"]
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -35,3 +35,11 @@ def pick_device(preference: str = "auto") -> torch.device:
     if not available[preference]:
         raise RuntimeError(f"pick_device: {preference!r} was requested but is not available here")
     return torch.device(preference)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device``, so a wall-clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

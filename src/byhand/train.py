@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .device import synchronize
 from .layers import Layer, Linear, ReLU, Sequential
 from .losses import cross_entropy, cross_entropy_forward_backward
 
@@ -389,24 +390,16 @@ class History:
         return asdict(self)
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so a wall-clock reading covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def _timed_epoch(
     model: Layer, data: Tensors, batch_size: int, lr: float, generator: torch.Generator,
     loss_fn: LossFn, on_step: Callable[[], object] | None,
 ) -> tuple[Tensor, float]:
     """Run :func:`train_epoch`; return its step losses and its wall-clock seconds."""
-    _synchronize(data.x_train.device)
+    synchronize(data.x_train.device)
     start = time.perf_counter()
     losses = train_epoch(model, data.x_train, data.y_train, batch_size, lr, generator,
                          loss_fn=loss_fn, on_step=on_step)
-    _synchronize(data.x_train.device)
+    synchronize(data.x_train.device)
     return losses, time.perf_counter() - start
 
 
@@ -465,10 +458,10 @@ def _record(history: History, model: Layer, data: Tensors, losses: Tensor, secon
 
 
 def _seconds(step: Callable[[], object], device: torch.device) -> float:
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     step()
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
