@@ -203,6 +203,12 @@ def test_screenshot_of_a_chapter(browser, server: str) -> None:
         path = SCREENSHOTS / "03_softmax_jacobian.png"
         visit.page.screenshot(path=str(path), full_page=False)
         assert path.stat().st_size > 10_000
-        print(f"\nscreenshot saved to {path}")
+        heat_map = visit.page.locator("section#a-picture-of-the-jacobian img").first
+        heat_map.scroll_into_view_if_needed()
+        visit.page.evaluate("window.scrollBy(0, 200)")
+        figure = SCREENSHOTS / "03_softmax_jacobian_heat_map.png"
+        visit.page.screenshot(path=str(figure), full_page=False)
+        assert figure.stat().st_size > 10_000
+        print(f"\nscreenshots saved to {path} and {figure}")
     finally:
         visit.close()
