@@ -35,10 +35,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from machine import describe
 
 import byhand
-from byhand.device import synchronize
+from byhand.device import describe_machine, synchronize
 
 FULL_CASES = ((512, 10), (8192, 10), (2048, 32768))
 QUICK_CASES = ((512, 10), (64, 32768))
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "memory_method": memory_method(device),
         "cases": results,
         "all_goals_met": all(r["goal_met"] for r in results),
-        "machine": describe(device),
+        "machine": describe_machine(device),
     }
     print(json.dumps(report))
     return report

@@ -15,10 +15,9 @@ import argparse
 import json
 import time
 
-from machine import describe
-
 from byhand import pick_device
 from byhand.data import load_mnist
+from byhand.device import describe_machine
 from byhand.train import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_HIDDEN,
@@ -64,7 +63,7 @@ def main() -> None:
         "seed": DEFAULT_SEED,
         "train_images": int(data.x_train.shape[0]),
         "quick": args.quick,
-        "machine": describe(device),
+        "machine": describe_machine(device),
     }))
 
 

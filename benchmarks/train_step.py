@@ -17,9 +17,9 @@ import argparse
 import json
 
 import torch
-from machine import describe
 
 from byhand import pick_device
+from byhand.device import describe_machine
 from byhand.train import DEFAULT_BATCH_SIZE, DEFAULT_HIDDEN, step_timings
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -48,7 +48,7 @@ def main() -> None:
         "repeats": repeats,
         "warmup": warmup,
         "quick": args.quick,
-        "machine": describe(device),
+        "machine": describe_machine(device),
     }))
 
 

@@ -5,12 +5,13 @@ Only the shape of the report is checked, never the speed, which depends on the m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+
+from byhand.device import describe_machine
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -59,11 +60,7 @@ def test_quick_run_prints_one_json_line_with_the_figures() -> None:
 
 
 def test_machine_describes_this_machine() -> None:
-    spec = importlib.util.spec_from_file_location("machine", BENCHMARKS / "machine.py")
-    assert spec is not None and spec.loader is not None
-    machine = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(machine)
-    info = machine.describe()
+    info = describe_machine()
     assert info.keys() >= MACHINE_KEYS
     assert isinstance(info["cpu"], str) and info["cpu"]
     assert isinstance(info["torch_threads"], int) and info["torch_threads"] >= 1

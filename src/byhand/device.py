@@ -1,12 +1,15 @@
-"""Pick the fastest available device: CUDA, then Apple's MPS, then the CPU."""
+"""Pick the fastest available device (CUDA, then Apple's MPS, then the CPU), and describe the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
 from typing import Literal
 
 import torch
 
-__all__ = ["DeviceName", "pick_device", "synchronize"]
+__all__ = ["DeviceName", "cpu_model", "describe_machine", "pick_device", "synchronize"]
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
@@ -43,3 +46,46 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else ``platform.processor()``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name":
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def describe_machine(device: torch.device | str | None = None) -> dict[str, object]:
+    """The machine a measurement ran on, as a JSON-ready dict.
+
+    Keys: ``cpu`` (model name), ``cpu_count`` (logical cores the OS reports),
+    ``torch_threads``, ``torch`` (version), ``python``, ``platform``, ``device`` (the one
+    used, or :func:`pick_device`'s choice when ``device`` is None), ``gpu`` (the CUDA
+    device's name, or None) and ``load_average`` (the 1-minute load average, or None: a
+    load above the core count means other processes competed for the CPU).
+    """
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(pick_device() if device is None else device),
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "load_average": _load_average(),
+    }
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -114,7 +114,7 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
             f"{fn}: target shape must be {expected} for input shape {tuple(input.shape)}; "
             f"got {tuple(target.shape)}"
         )
-    n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
+    n_classes = _n_classes(input)
     if target.numel() == 0:
         return True
     lo, hi = (int(v) for v in torch.stack(torch.aminmax(target.long())).tolist())
@@ -300,16 +300,30 @@ def nll_loss_backward(
 
 
 def _softmax_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}`, :math:`\log\sum_k e_{ik}`."""
+    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}` and :math:`\sum_k e_{ik}`."""
     shift = x.amax(1, keepdim=True)
     e = (x - shift).exp_()
-    return shift, e, e.sum(1, keepdim=True).log()
+    return shift, e, e.sum(1, keepdim=True)
 
 
 def _softmax_inplace(x: Tensor) -> Tensor:
     """Softmax along dimension 1 computed in a single new buffer."""
-    _, e, _ = _softmax_parts(x)
-    return e.div_(e.sum(1, keepdim=True))
+    _, e, sums = _softmax_parts(x)
+    return e.div_(sums)
+
+
+def _prob_weights(target: Tensor, weight: Tensor | None, label_smoothing: float,
+                  like: Tensor) -> Tensor:
+    r"""The weighted, smoothed probability target :math:`q_{ic} = w_c\, t'_{ic}`.
+
+    Here :math:`t' = (1-\varepsilon)t + \varepsilon/C`: the target mixed with the uniform
+    distribution over the :math:`C` classes.
+    """
+    n_classes = like.shape[1]
+    t = target.to(like.dtype)
+    if label_smoothing > 0:
+        t = t * (1 - label_smoothing) + label_smoothing / n_classes
+    return t if weight is None else t * _class_view(weight, like)
 
 
 def _ce_per_sample(
@@ -323,13 +337,10 @@ def _ce_per_sample(
     """
     n_classes = x.shape[1]
     eps = label_smoothing
-    w = None if weight is None else _class_view(weight, x)
     if prob:
-        t = target.to(x.dtype)
-        if eps > 0:
-            t = t * (1 - eps) + eps / n_classes
-        q = t if w is None else t * w
+        q = _prob_weights(target, weight, eps, x)
         return -(q * (x - shift - log_sums)).sum(1), x.numel() / n_classes
+    w = None if weight is None else _class_view(weight, x)
     y, keep = _target_indices(target, ignore_index)
     wy = _target_weight(y, keep, weight, x.dtype)
     x_y = x.gather(1, y.unsqueeze(1)) - shift
@@ -358,9 +369,9 @@ def cross_entropy(
     """
     prob, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
-    shift, _, log_sums = _softmax_parts(x)
+    shift, _, sums = _softmax_parts(x)
     per, denominator = _ce_per_sample(
-        x, shift, log_sums, t, weight, ignore_index, label_smoothing, prob
+        x, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob
     )
     if reduction == "none":
         return _unbatch(per, input.dim() == 1)
@@ -382,13 +393,10 @@ def _ce_grad_from_softmax(
     )
     n_classes = s.shape[1]
     eps = label_smoothing
-    w = None if weight is None else _class_view(weight, s)
     if prob:
-        t = target.to(s.dtype)
-        if eps > 0:
-            t = t * (1 - eps) + eps / n_classes
-        q = t if w is None else t * w
+        q = _prob_weights(target, weight, eps, s)
         return mul(sub(mul(s, q.sum(1, keepdim=True)), q), g.unsqueeze(1))
+    w = None if weight is None else _class_view(weight, s)
     y, keep = _target_indices(target, ignore_index)
     wy = _target_weight(y, keep, weight, s.dtype)
     a = torch.where(keep, g, torch.zeros_like(g))
@@ -405,16 +413,15 @@ def _positions(target: Tensor, like: Tensor) -> Tensor:
     return torch.tensor(float(target.numel()), dtype=like.dtype, device=like.device)
 
 
-def _plain_grad_from_exp(e: Tensor, scale: Tensor, target: Tensor) -> Tensor:
-    r"""The plain case, in place on :math:`e_{ic} = e^{x_{ic} - m_i}`: :math:`g_i(s_{ic} - \delta_{c y_i})`.
+def _plain_grad_from_softmax(s: Tensor, scale: Tensor, target: Tensor) -> Tensor:
+    r"""The plain case, in place on the softmax :math:`s`: :math:`g_i(s_{ic} - \delta_{c y_i})`.
 
     No weights, no smoothing, nothing ignored, so :math:`q_{ic} = \delta_{c y_i}` and
     :math:`\sum_c q_{ic} = 1`; ``scale`` holds :math:`g_i` (a scalar or one per position).
     """
-    scale = scale.to(e.dtype).unsqueeze(1) if scale.dim() else scale.to(e.dtype)
-    e.div_(e.sum(1, keepdim=True)).mul_(scale)
+    scale = scale.to(s.dtype).unsqueeze(1) if scale.dim() else scale.to(s.dtype)
     index = target.long().unsqueeze(1)
-    return e.scatter_add_(1, index, (-scale).expand(index.shape).to(e.dtype))
+    return s.mul_(scale).scatter_add_(1, index, (-scale).expand(index.shape))
 
 
 def _ce_denominator(
@@ -454,8 +461,7 @@ def cross_entropy_backward(
     inplace = not (torch.is_grad_enabled() and (x.requires_grad or g.requires_grad))
     if plain and inplace:
         scale = g if reduction != "mean" else g / _positions(t, x)
-        _, e, _ = _softmax_parts(x)
-        return _unbatch(_plain_grad_from_exp(e, scale, t), input.dim() == 1)
+        return _unbatch(_plain_grad_from_softmax(_softmax_inplace(x), scale, t), input.dim() == 1)
     denominator = _ce_denominator(x, t, weight, ignore_index, prob)
     g = _upstream(g, reduction, denominator, x.select(1, 0)).contiguous()
     s = softmax(x, dim=1) if not inplace else _softmax_inplace(x)
@@ -486,21 +492,20 @@ def cross_entropy_forward_backward(
     prob, plain = _check_cross_entropy(input, target, weight, ignore_index, reduction,
                                        label_smoothing)
     x, t = _batched(input, target)
-    shift, e, log_sums = _softmax_parts(x)
+    shift, e, sums = _softmax_parts(x)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
     if plain:
-        per = (log_sums + shift).squeeze(1) - x.gather(1, t.long().unsqueeze(1)).squeeze(1)
-        scale = torch.ones((), dtype=x.dtype, device=x.device)
-        if reduction == "mean":
-            scale = scale / _positions(t, x)
-        loss = _reduce(per, reduction, _positions(t, x))
-        return loss, _unbatch(_plain_grad_from_exp(e, scale, t), input.dim() == 1)
+        per = (sums.log() + shift).squeeze(1) - x.gather(1, t.long().unsqueeze(1)).squeeze(1)
+        count = _positions(t, x)
+        scale = one / count if reduction == "mean" else one
+        grad = _plain_grad_from_softmax(e.div_(sums), scale, t)
+        return _reduce(per, reduction, count), _unbatch(grad, input.dim() == 1)
     per, denominator = _ce_per_sample(
-        x, shift, log_sums, t, weight, ignore_index, label_smoothing, prob
+        x, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob
     )
     loss = _reduce(per, reduction, denominator)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
     g = _upstream(one, reduction, denominator, per).contiguous()
-    s = e.div_(e.sum(1, keepdim=True))
+    s = e.div_(sums)
     grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, True)
     return loss, _unbatch(grad, input.dim() == 1)
 
