@@ -198,6 +198,9 @@ def write_idx(path: str | Path, tensor: Tensor) -> None:
     array = tensor.detach().cpu().numpy()
     if array.dtype not in _IDX_CODES:
         raise TypeError(f"write_idx: tensor must be uint8 or int8; got {tensor.dtype}")
+    if array.ndim > MAX_IDX_DIMS or any(size >= 2**32 for size in array.shape):
+        raise ValueError(f"write_idx: IDX holds at most {MAX_IDX_DIMS} dimensions, each below 2**32; "
+                         f"got shape {tuple(array.shape)}")
     header = bytes([0, 0, _IDX_CODES[array.dtype], array.ndim])
     header += struct.pack(f">{array.ndim}I", *array.shape)
     payload = gzip.compress(header + np.ascontiguousarray(array).tobytes(), compresslevel=6, mtime=0)
@@ -535,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _existing_mnist_is_valid(root):
             print(f"MNIST is ready in {root / 'mnist'}")
             return 0
+        (root / "mnist").mkdir(parents=True, exist_ok=True)  # fail before fetching, not after
         folder = prepare_from_pickle(_pickle_bytes(args.source), root,
                                      name=f"mnist.pkl.gz from {args.source}")
         load_mnist(root, download=False)
