@@ -136,7 +136,7 @@ _CE_EDGES: tuple[tuple[str, str, str], ...] = (
     ("ell", "Ln", r"$-\delta_{j y_n}$"),
     ("Ln", "L", r"$1/N$"),
 )
-_CE_COLUMNS = (0.16, 0.47)
+_CE_COLUMNS = (0.18, 0.43)
 
 
 def _ce_edge_label_position(parent: str, child: str) -> tuple[float, float, str]:
@@ -169,16 +169,16 @@ def plot_ce_graph() -> Figure:
     boxes = {}
     for name, (col, row, formula, grad) in _CE_NODES.items():
         boxes[name] = ax.text(
-            _CE_COLUMNS[col], row, formula, ha="center", va="center", fontsize=13,
+            _CE_COLUMNS[col], row, formula, ha="center", va="center", fontsize=15,
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "black"},
             gid=f"node-{name}",
         )
-        gx, gy, ha = (0.72, row, "left") if col == 1 else (_CE_COLUMNS[0], row + 0.5, "center")
-        ax.text(gx, gy, grad, ha=ha, va="center", fontsize=13, color="tab:red",
+        gx, gy, ha = (0.67, row, "left") if col == 1 else (_CE_COLUMNS[0], row + 0.5, "center")
+        ax.text(gx, gy, grad, ha=ha, va="center", fontsize=14.5, color="tab:red",
                 gid=f"grad-{name}")
-    ax.text(_CE_COLUMNS[1], -0.75, "forward, down", ha="center", va="center", fontsize=12)
-    ax.text(0.72, -0.75, r"$\partial L/\partial(\cdot)$, up", ha="left", va="center",
-            fontsize=12, color="tab:red")
+    ax.text(_CE_COLUMNS[1], -0.75, "forward, down", ha="center", va="center", fontsize=14)
+    ax.text(0.67, -0.75, r"$\partial L/\partial(\cdot)$, up", ha="left", va="center",
+            fontsize=14, color="tab:red")
     for parent, child, local in _CE_EDGES:
         skip = (parent, child) == ("u", "ell")
         end = (0.0, 0.5) if skip else (0.12, 1.0) if parent == "m" else (0.5, 1.0)
@@ -190,7 +190,7 @@ def plot_ce_graph() -> Figure:
                         "connectionstyle": "arc3,rad=0.5" if skip else "arc3"},
         )
         lx, ly, ha = _ce_edge_label_position(parent, child)
-        ax.text(lx, ly, local, ha=ha, va="center", fontsize=12, color="tab:blue",
+        ax.text(lx, ly, local, ha=ha, va="center", fontsize=14, color="tab:blue",
                 gid=f"edge-{parent}-{child}")
     return fig
 
