@@ -36,23 +36,24 @@ def _diverging_image(ax, matrix: Tensor, title: str, annotate: bool = False):
 def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None = None) -> Figure:
     r"""Heat maps of Jacobians, one ``(title, J)`` pair per panel, two panels a row.
 
-    Each ``J`` is 2-D with ``J[i, p]`` the derivative of output :math:`i` with respect
-    to input :math:`p` (flatten tensor-valued inputs and outputs first). Zero entries
-    are white, so the sparsity pattern (a diagonal, a row, blocks) is what one sees.
+    Each ``J`` is 2-D with ``J[i, j]`` the derivative :math:`\partial y_i/\partial x_j`
+    of output :math:`i` with respect to input :math:`j` (flatten tensor-valued inputs
+    and outputs first). Zero entries are white, so the sparsity pattern (a diagonal, a
+    row, blocks) is what one sees. Two columns of 3.4 in: at most 7 in wide.
     """
     if not panels:
         raise ValueError("plot_jacobian_patterns needs at least one (title, J) panel")
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.9 * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.45 * ncols, 3.3 * nrows),
                              squeeze=False, layout="constrained")
     flat = list(axes.flat)
     for ax, (name, jac) in zip(flat, panels, strict=False):
         if jac.dim() != 2:
             raise ValueError(f"panel {name!r}: J must be 2-D; got shape {tuple(jac.shape)}")
         image = _diverging_image(ax, jac, name)
-        ax.set_xlabel("input index $p$ (flattened)")
-        ax.set_ylabel("output index $i$ (flattened)")
+        ax.set_xlabel("input $j$")
+        ax.set_ylabel("output $i$")
         fig.colorbar(image, ax=ax, shrink=0.8)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
