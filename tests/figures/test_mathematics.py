@@ -38,6 +38,17 @@ def test_plot_jacobian_patterns_draws_one_panel_per_jacobian():
         plt.close(fig)
 
 
+def test_plot_jacobian_patterns_keeps_few_ticks_on_a_large_jacobian():
+    fig = plots.plot_jacobian_patterns([("12 x 12", torch.eye(12))])
+    try:
+        (ax,) = visible_axes(fig)
+        inside = [t for t in ax.get_xticks() if -0.5 <= t <= 11.5]
+        assert 2 <= len(inside) <= 6
+        assert not [a for a in fig.axes if a.get_label() == "<colorbar>"]
+    finally:
+        plt.close(fig)
+
+
 def test_plot_jacobian_patterns_rejects_bad_input():
     with pytest.raises(ValueError, match="at least one"):
         plots.plot_jacobian_patterns([])

@@ -39,22 +39,28 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
     Each ``J`` is 2-D with ``J[i, j]`` the derivative :math:`\partial y_i/\partial x_j`
     of output :math:`i` with respect to input :math:`j` (flatten tensor-valued inputs
     and outputs first). Zero entries are white, so the sparsity pattern (a diagonal, a
-    row, blocks) is what one sees. Two columns of 3.4 in: at most 7 in wide.
+    row, blocks) is what one sees; each panel has its own symmetric colour scale and no
+    colour bar, since the pattern, not the values, is the point. Two columns of 3.45 in
+    (at most 7 in wide) with at most five ticks an axis, so that labels stay legible
+    when the figure is shrunk to a phone's width.
     """
+    from matplotlib.ticker import MaxNLocator
+
     if not panels:
         raise ValueError("plot_jacobian_patterns needs at least one (title, J) panel")
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.45 * ncols, 3.3 * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.45 * ncols, 3.2 * nrows),
                              squeeze=False, layout="constrained")
     flat = list(axes.flat)
     for ax, (name, jac) in zip(flat, panels, strict=False):
         if jac.dim() != 2:
             raise ValueError(f"panel {name!r}: J must be 2-D; got shape {tuple(jac.shape)}")
-        image = _diverging_image(ax, jac, name)
+        _diverging_image(ax, jac, name)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(nbins=4, integer=True))
         ax.set_xlabel("input $j$")
         ax.set_ylabel("output $i$")
-        fig.colorbar(image, ax=ax, shrink=0.8)
     for ax in flat[len(panels):]:
         ax.set_visible(False)
     if title:
