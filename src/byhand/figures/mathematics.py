@@ -41,11 +41,9 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
     and outputs first). Zero entries are white, so the sparsity pattern (a diagonal, a
     row, blocks) is what one sees; each panel has its own symmetric colour scale and no
     colour bar, since the pattern, not the values, is the point. Two columns of 3.45 in
-    (at most 7 in wide) with at most five ticks an axis, so that labels stay legible
-    when the figure is shrunk to a phone's width.
+    (at most 7 in wide) with at most five ticks an axis, starting at 0, so that labels
+    stay legible when the figure is shrunk to a phone's width.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if not panels:
         raise ValueError("plot_jacobian_patterns needs at least one (title, J) panel")
     ncols = min(2, len(panels))
@@ -57,8 +55,8 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
         if jac.dim() != 2:
             raise ValueError(f"panel {name!r}: J must be 2-D; got shape {tuple(jac.shape)}")
         _diverging_image(ax, jac, name)
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        for axis, count in ((ax.yaxis, jac.shape[0]), (ax.xaxis, jac.shape[1])):
+            axis.set_ticks(range(0, count, -(-count // 5)))
         ax.set_xlabel("input $j$")
         ax.set_ylabel("output $i$")
     for ax in flat[len(panels):]:
