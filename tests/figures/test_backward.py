@@ -190,6 +190,9 @@ def test_smoothed_target_bars_without_and_with_weights():
     q = _bar_heights(ax, 2, 4)
     expected = 0.8 * 2.0 * F.one_hot(torch.tensor(1), 4).double() + 0.05 * w.double()
     torch.testing.assert_close(q, expected)
+    # the legend sits below the axes, off the bars
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    assert fig.get_size_inches()[0] <= 7.0
 
 
 @pytest.mark.parametrize(
@@ -248,6 +251,9 @@ def test_saved_bytes_bars_labels_and_annotations() -> None:
         texts = [t.get_text() for t in ax.texts]
         assert any("93.8 MiB" in t and "3.00×" in t for t in texts)
         assert len(ax.patches) == 3
+        # the N×C line is labelled in place, not by a legend over the bars
+        assert ax.get_legend() is None and "one N×C tensor" in texts
+        assert fig.get_size_inches()[0] <= 7.0
     finally:
         plt.close(fig)
 
@@ -271,6 +277,7 @@ def test_gallery_one_panel_per_case_and_nan_note() -> None:
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in visible)
         assert any("12 of 12" in t.get_text() for t in visible[2].texts)
         assert len(fig.axes) == 4 and not fig.axes[3].get_visible()
+        assert fig.get_size_inches()[0] <= 7.0
     finally:
         plt.close(fig)
 

@@ -196,11 +196,12 @@ def plot_ce_graph() -> Figure:
 
 def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
                          weight: Tensor | None = None) -> Figure:
-    r"""The target row :math:`q_{c}` that label smoothing (and class weights) put in the loss.
+    r"""The effective target row :math:`\tilde t_j` that label smoothing (and class weights) put in the loss.
 
-    Bars show the one-hot :math:`\delta_{cy}`, the smoothed mixture
-    :math:`(1-\varepsilon)\delta_{cy} + \varepsilon/C`, and, when ``weight`` is given,
-    the weighted :math:`q_c = (1-\varepsilon) w_y \delta_{cy} + (\varepsilon/C) w_c`.
+    Bars show the one-hot :math:`\delta_{jy}`, the smoothed mixture
+    :math:`t'_j = (1-\varepsilon)\delta_{jy} + \varepsilon/C`, and, when ``weight`` is
+    given, the weighted :math:`\tilde t_j = (1-\varepsilon) w_y \delta_{jy} + (\varepsilon/C) w_j`.
+    The legend sits below the axes, off the bars.
     """
     if n_classes < 2 or not 0 <= target < n_classes:
         raise ValueError(
@@ -214,8 +215,8 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
     onehot = torch.zeros(n_classes, dtype=torch.float64)
     onehot[target] = 1.0
     eps = label_smoothing
-    series = {r"one-hot $\delta_{cy}$": onehot,
-              rf"smoothed, $\varepsilon = {eps:g}$": (1 - eps) * onehot + eps / n_classes}
+    series = {r"one-hot $\delta_{jy}$": onehot,
+              rf"smoothed $t'_j$, $\varepsilon = {eps:g}$": (1 - eps) * onehot + eps / n_classes}
     if weight is not None:
         if weight.shape != (n_classes,):
             raise ValueError(
@@ -223,17 +224,17 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
                 f"got {tuple(weight.shape)}"
             )
         w = weight.detach().cpu().double()
-        series[r"weighted $q_c$"] = (1 - eps) * w[target] * onehot + (eps / n_classes) * w
-    fig, ax = plt.subplots(figsize=(7.0, 3.6), constrained_layout=True)
+        series[r"weighted $\tilde t_j$"] = (1 - eps) * w[target] * onehot + (eps / n_classes) * w
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     _ce_grouped_bars(ax, series)
     ax.set_xticks(
         range(n_classes),
-        [f"c = {c}" + (" (y)" if c == target else "") for c in range(n_classes)],
+        [f"j = {j}" + (" (y)" if j == target else "") for j in range(n_classes)],
     )
-    ax.set_xlabel("class $c$")
-    ax.set_ylabel(r"target entry $q_c$")
-    ax.set_title("What the loss is asked to match under label smoothing")
-    ax.legend(fontsize=9)
+    ax.set_xlabel("class $j$")
+    ax.set_ylabel(r"target entry $\tilde t_j$")
+    ax.set_title("What the loss is asked to match")
+    fig.legend(loc="outside lower center", ncol=len(series), fontsize=10)
     return fig
 
 
@@ -299,8 +300,9 @@ def saved_bytes_bars(
 ) -> Figure:
     """Horizontal bars of the bytes each variant saves for backward, in MiB.
 
-    ``unit_bytes``, when given, draws a dashed line at that size (one ``N×C`` tensor)
-    and labels every bar with its multiple of it.
+    ``unit_bytes``, when given, draws a dashed line at that size (one ``N×C`` tensor),
+    labelled above the bars rather than by a legend, and labels every bar with its
+    multiple of it.
     """
     if len(labels) != len(nbytes):
         raise ValueError(
@@ -308,7 +310,7 @@ def saved_bytes_bars(
             f"got {len(labels)} and {len(nbytes)}"
         )
     mib = [b / 2**20 for b in nbytes]
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.4))
+    fig, ax = plt.subplots(figsize=(6.8, 0.6 * len(labels) + 1.6))
     rows = list(range(len(labels)))[::-1]
     ax.barh(rows, mib, color="tab:blue", alpha=0.8)
     ax.set_yticks(rows, labels)
@@ -319,10 +321,11 @@ def saved_bytes_bars(
             text += f"  ({b / unit_bytes:.2f}×)"
         ax.text(value + 0.01 * right, row, text, va="center", fontsize=9)
     if unit_bytes:
-        ax.axvline(unit_bytes / 2**20, color="gray", linestyle="--", linewidth=1,
-                   label="one N×C tensor")
-        ax.legend(loc="upper right")
-    ax.set_xlim(0, right * 1.35)
+        ax.axvline(unit_bytes / 2**20, color="gray", linestyle="--", linewidth=1)
+        ax.text(unit_bytes / 2**20, len(labels) - 0.35, "one N×C tensor", color="gray",
+                ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(-0.6, len(labels) - 0.1)
+    ax.set_xlim(0, right * 1.45)
     ax.set_xlabel("bytes saved for backward (MiB)")
     ax.set_title(title)
     fig.tight_layout()
@@ -330,21 +333,23 @@ def saved_bytes_bars(
 
 
 def ours_vs_reference_gallery(
-    panels: dict[str, tuple[Tensor, Tensor]], ncols: int = 4,
-    title: str = "Hand-written gradient against the reference, entry by entry",
+    panels: dict[str, tuple[Tensor, Tensor]], ncols: int = 2,
+    title: str | None = None,
 ) -> Figure:
     """One scatter panel per case: reference on x, ours on y, the diagonal is correct.
 
     Each value of ``panels`` is ``(ours, reference)`` with the same number of
     entries. A constant ratio shows as a line of the wrong slope; NaN entries cannot be
-    drawn and are counted in the panel instead.
+    drawn and are counted in the panel instead. Two columns by default, so that the
+    panels stay legible on a phone; ``title``, when given, goes above them all.
     """
     n = len(panels)
     if n == 0:
         raise ValueError("ours_vs_reference_gallery: panels must not be empty")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows), squeeze=False)
+    side = min(3.4, 6.8 / ncols)                      # the figure stays within 6.8 in
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False)
     for ax, (label, (ours, ref)) in zip(axes.flat, panels.items(), strict=False):
         a = ours.detach().to(torch.float64).cpu().reshape(-1)
         b = ref.detach().to(torch.float64).cpu().reshape(-1)
@@ -363,12 +368,13 @@ def ours_vs_reference_gallery(
             ax.text(0.5, 0.5, f"{missing} of {a.numel()} entries\nare NaN or inf",
                     transform=ax.transAxes, ha="center", va="center", fontsize=10,
                     color="tab:red")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("reference (autograd)")
-        ax.set_ylabel("ours")
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("autograd", fontsize=11)
+        ax.set_ylabel("ours", fontsize=11)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
