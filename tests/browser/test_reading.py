@@ -61,6 +61,15 @@ _SURVEY_JS = """
 """
 
 
+def _wait_for_mathjax(page) -> None:
+    """Wait until MathJax has typeset the page (at once on a page without mathematics)."""
+    page.wait_for_function(
+        "() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise"
+        " && (window.MathJax.startup.promise.then(() => window.__typeset = true), window.__typeset))",
+        timeout=30_000)
+    page.wait_for_timeout(200)
+
+
 def _page_id(page: str) -> str:
     return page.removesuffix(".html").replace("/", "_")
 
@@ -74,8 +83,7 @@ def survey(browser, server: str) -> Iterator[dict[tuple[str, str], dict]]:
         for page in CHAPTER_PAGES:
             visit = Visit(browser, server + page, viewport=viewport)
             try:
-                visit.page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
-                visit.page.wait_for_timeout(300)
+                _wait_for_mathjax(visit.page)
                 results[page, size] = visit.page.evaluate(_SURVEY_JS)
                 visit.page.screenshot(path=str(SCREENSHOTS / f"{_page_id(page)}_{size}.png"),
                                       full_page=False)
