@@ -1,5 +1,7 @@
 """The figures of the part "The backward, by hand" (chapters 5-7) draw what they should."""
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -287,3 +289,24 @@ def test_gallery_rejects_bad_panels() -> None:
         ours_vs_reference_gallery({})
     with pytest.raises(ValueError, match="3 entries in ours and 4"):
         ours_vs_reference_gallery({"bad": (torch.zeros(3), torch.zeros(4))})
+
+
+def test_ce_graph_arrows_cross_no_label():
+    fig = plot_ce_graph()
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        labels = [t for t in fig.axes[0].texts if t.get_gid() and not t.get_gid().startswith("node-")]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        arrows = [c for c in fig.axes[0].get_children()
+                  if type(c).__name__ == "Annotation" and c.arrow_patch is not None]
+        for arrow in arrows:
+            for polygon in arrow.arrow_patch.get_path().to_polygons(closed_only=False):
+                points = torch.as_tensor(polygon, dtype=torch.float64)
+                steps = torch.linspace(0.0, 1.0, 20, dtype=torch.float64).unsqueeze(1)
+                for a, b in itertools.pairwise(points):
+                    for x, y in (a + steps * (b - a)).tolist():
+                        for label, box in zip(labels, boxes, strict=True):
+                            assert not box.contains(x, y), (label.get_text(), x, y)
+    finally:
+        plt.close(fig)

@@ -49,7 +49,7 @@ def plot_ce_gradient_bars(logits: Tensor, target: int) -> Figure:
     onehot = torch.zeros_like(s)
     onehot[target] = 1.0
     grad = cross_entropy_backward(torch.ones((), dtype=x.dtype), x, torch.tensor(target))
-    fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(4.6, 3.8), layout="constrained")
     _ce_grouped_bars(
         ax,
         {r"softmax $s_j$": s, r"one-hot $\delta_{jy}$": onehot,
@@ -89,9 +89,9 @@ def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> 
     y = torch.full((v.numel(),), target, dtype=torch.long)
     s = torch.softmax(x, dim=1)
     grad = cross_entropy_backward(torch.ones(v.numel(), dtype=x.dtype), x, y, reduction="none")
-    fig, ax = plt.subplots(figsize=(6.0, 5.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(4.6, 4.8), layout="constrained")
     ax.plot(v.numpy(), grad[:, target].numpy(), color="tab:red", linewidth=2.5,
-            label=rf"true class $y = {target}$: $s_y - 1$")
+            label=rf"class {target} = $y$: $s_{{{target}}} - 1$")
     others = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
               "tab:olive", "tab:cyan", "tab:gray"]
     for n, k in enumerate(k for k in range(x.shape[1]) if k != target):
@@ -102,7 +102,7 @@ def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> 
     ax.set_ylabel(r"$\partial L / \partial x_j$")
     loss_ax = ax.twinx()
     loss_ax.plot(v.numpy(), (-s[:, target].log()).numpy(), color="black", linestyle="--",
-                 label=r"loss $-\log s_y$ (right axis)")
+                 label="loss (right axis)")
     loss_ax.set_ylabel(r"loss $-\log s_y$")
     handles, labels = ax.get_legend_handles_labels()
     extra_h, extra_l = loss_ax.get_legend_handles_labels()
@@ -173,7 +173,8 @@ def plot_ce_graph() -> Figure:
             bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "black"},
             gid=f"node-{name}",
         )
-        gx, gy, ha = (0.67, row, "left") if col == 1 else (_CE_COLUMNS[0], row + 0.5, "center")
+        # the max branch's gradient sits under the left of its box, clear of the arrow to u
+        gx, gy, ha = (0.67, row, "left") if col == 1 else (_CE_COLUMNS[0] - 0.1, row + 0.55, "center")
         ax.text(gx, gy, grad, ha=ha, va="center", fontsize=14.5, color="tab:red",
                 gid=f"grad-{name}")
     ax.text(_CE_COLUMNS[1], -0.75, "forward, down", ha="center", va="center", fontsize=14)
@@ -184,7 +185,8 @@ def plot_ce_graph() -> Figure:
         end = (0.0, 0.5) if skip else (0.12, 1.0) if parent == "m" else (0.5, 1.0)
         ax.annotate(
             "", xy=end, xycoords=boxes[child],
-            xytext=(0.0, 0.5) if skip else (0.5, 0.0), textcoords=boxes[parent],
+            xytext=(0.0, 0.5) if skip else (0.75, 0.0) if parent == "m" else (0.5, 0.0),
+            textcoords=boxes[parent],
             arrowprops={"arrowstyle": "-|>", "color": "0.3", "linewidth": 1.3,
                         "shrinkA": 2, "shrinkB": 2,
                         "connectionstyle": "arc3,rad=0.5" if skip else "arc3"},
