@@ -59,5 +59,5 @@ def plot_fp16_limits(
     for ax in (top, bottom):
         for line in ax.get_lines():
             handles.setdefault(line.get_label(), line)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=1)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2)
     return fig
