@@ -200,3 +200,24 @@ def test_to_latex():
     assert text.startswith(r"\frac{\partial s_i}{\partial x_j} = ")
     assert r"\delta_{i j}" in text
     assert symbolic.to_latex(s[i]) == sp.latex(s[i])
+
+
+def test_the_length_prints_as_the_number_of_classes():
+    assert sp.latex(symbolic.partition_function()) == r"\sum_{k=0}^{C - 1} e^{{x}_{k}}"
+
+
+def test_distinct_dummies_gives_nested_sums_their_own_letters():
+    row_sum = symbolic.collapse_sums(sp.Sum(symbolic.softmax_jacobian_entry(), (j, 0, n - 1)))
+    # collapse_sums names both the row sum's dummy and Z's dummy k
+    assert all(list(total.variables) == [k] for total in row_sum.atoms(sp.Sum))
+    shown = symbolic.distinct_dummies(row_sum)
+    outer = [t for t in shown.atoms(sp.Sum) if t.function.has(sp.Sum)]
+    assert [list(t.variables) for t in outer] == [[j]]
+    assert symbolic.partition_function() in outer[0].function.atoms(sp.Sum)  # Z keeps k
+    assert is_zero(symbolic.collapse_sums(shown))  # the value is unchanged: J 1 = 0
+    assert r"\sum_{j=0}^{C - 1}" in symbolic.to_latex(row_sum)
+
+
+def test_distinct_dummies_leaves_separate_sums_alone():
+    expr = symbolic.softmax_jacobian_steps()["derivative"]
+    assert symbolic.distinct_dummies(expr) == expr

@@ -42,6 +42,7 @@ __all__ = [
     "collapse_sums",
     "cross_entropy_expression",
     "cross_entropy_gradient_entry",
+    "distinct_dummies",
     "entry_matrix",
     "evaluate",
     "evaluate_matrix",
@@ -81,7 +82,7 @@ def _index(name: str) -> sp.Symbol:
 
 
 SYMBOLS = Symbols(
-    n=sp.Symbol("n", integer=True, positive=True),
+    n=sp.Symbol("C", integer=True, positive=True),
     x=sp.IndexedBase("x", real=True),
     s=sp.IndexedBase("s", positive=True),
     i=_index("i"),
@@ -89,7 +90,11 @@ SYMBOLS = Symbols(
     k=_index("k"),
     y=_index("y"),
 )
-"""The logits ``x``, probabilities ``s``, length ``n`` and indices ``i, j, k, y``."""
+"""The logits ``x``, probabilities ``s``, length ``n`` and indices ``i, j, k, y``.
+
+The length is the book's number of classes and prints as :math:`C`; it keeps the
+attribute name ``n``.
+"""
 
 _INDICES = {"i": SYMBOLS.i, "j": SYMBOLS.j, "k": SYMBOLS.k, "y": SYMBOLS.y}
 
@@ -329,10 +334,48 @@ def evaluate_matrix(matrix: sp.Matrix, values: Sequence[float]) -> Tensor:
     return torch.tensor(numbers, dtype=torch.float64)
 
 
+_DUMMY_NAMES = ("j", "k", "l", "m", "p", "q", "r")
+
+
+def _fresh_index(taken: set[str]) -> sp.Symbol:
+    for name in _DUMMY_NAMES:
+        if name not in taken:
+            return _INDICES.get(name, _index(name))
+    raise ValueError(f"no free index name left; all of {_DUMMY_NAMES} are taken")
+
+
+def _rename_outer(total: sp.Sum) -> sp.Sum:
+    (dummy, lower, upper), body = total.limits[0], total.function
+    inner = {v for nested in body.atoms(sp.Sum) for v in nested.variables}
+    if len(total.limits) != 1 or dummy not in inner:
+        return total
+    taken = {str(a) for a in total.free_symbols | body.free_symbols | inner}
+    taken |= {str(a) for a in body.atoms(sp.Symbol)}
+    fresh = _fresh_index(taken)
+    # the inner sums bind their own ``dummy``: set them aside while renaming the outer one
+    hidden = {nested: sp.Dummy() for nested in body.atoms(sp.Sum) if dummy in nested.variables}
+    renamed = body.xreplace(hidden).xreplace({dummy: fresh})
+    return sp.Sum(renamed.xreplace({d: nested for nested, d in hidden.items()}),
+                  (fresh, lower, upper))
+
+
+def distinct_dummies(expr: sp.Basic) -> sp.Basic:
+    r"""``expr`` with the dummy index of every sum that encloses another sum over the same index renamed.
+
+    :func:`collapse_sums` names every remaining dummy :math:`k`, so a row sum can read
+    :math:`\sum_k e^{x_k} / (\sum_k e^{x_k})^2`: correct for SymPy, whose sums bind
+    their own index, but ambiguous on paper. The outer index becomes the first of
+    :math:`j, k, l, m, \dots` that is used nowhere in the sum, so every sum a reader
+    sees has its own letter. The value of the expression does not change.
+    """
+    return expr.replace(lambda e: isinstance(e, sp.Sum), _rename_outer)
+
+
 def to_latex(expr: sp.Basic, lhs: str | None = None) -> str:
     r"""LaTeX for ``expr``; with ``lhs``, the equation ``lhs = expr``.
 
-    For example ``to_latex(softmax_jacobian_entry(True), r"\frac{\partial s_i}{\partial x_j}")``.
+    Nested sums get distinct dummy indices first (:func:`distinct_dummies`). For example
+    ``to_latex(softmax_jacobian_entry(True), r"\frac{\partial s_i}{\partial x_j}")``.
     """
-    body = sp.latex(expr)
+    body = sp.latex(distinct_dummies(expr))
     return body if lhs is None else f"{lhs} = {body}"

@@ -18,7 +18,6 @@ from byhand.figures.backward import (
     ours_vs_reference_gallery,
     plot_ce_gradient_bars,
     plot_ce_graph,
-    plot_fp16_limits,
     plot_gradient_vs_true_logit,
     plot_smoothed_target,
     saved_bytes_bars,
@@ -209,35 +208,6 @@ def test_smoothed_target_bars_without_and_with_weights():
 def test_smoothed_target_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         plot_smoothed_target(**kwargs)
-
-
-def test_fp16_limits_two_panels_with_thresholds_and_float16_max():
-    n = torch.tensor([1024, 4096, 16384, 65536])
-    numerator = 2.7 * n.double()
-    zero = {"a": torch.tensor([0.0, 0.0, 0.0, 1.0]), "b": torch.zeros(4)}
-    fig = plot_fp16_limits(n, numerator, n.double(), zero, n_loss_inf=24000, n_grad_zero=65520)
-    left, right = fig.axes
-    for ax in (left, right):
-        _assert_labelled(ax)
-        vertical = [line for line in ax.lines if list(line.get_xdata()) in ([24000, 24000],
-                                                                            [65520, 65520])]
-        assert len(vertical) == 2
-    horizontal = [line for line in left.lines if list(line.get_ydata()) == [65504.0, 65504.0]]
-    assert len(horizontal) == 1
-    assert "65,504" in horizontal[0].get_label()
-    torch.testing.assert_close(torch.as_tensor(left.lines[0].get_ydata()), numerator)
-    drawn = [line for line in right.lines if line.get_label() in zero]
-    assert [line.get_label() for line in drawn] == ["a", "b"]
-    assert list(drawn[0].get_ydata()) == [0.0, 0.0, 0.0, 1.0]
-    assert left.get_xscale() == "log" and left.get_yscale() == "log"
-
-
-def test_fp16_limits_rejects_mismatched_lengths():
-    n = torch.tensor([1, 2, 3])
-    with pytest.raises(ValueError, match="one value per batch size"):
-        plot_fp16_limits(n, torch.ones(3), torch.ones(2), {}, 1, 2)
-    with pytest.raises(ValueError, match="one value per batch size"):
-        plot_fp16_limits(n, torch.ones(3), torch.ones(3), {"x": torch.ones(4)}, 1, 2)
 
 
 def test_saved_bytes_bars_labels_and_annotations() -> None:

@@ -69,6 +69,8 @@ def test_plot_softmax_jacobian_shows_probabilities_and_annotated_heat_map():
         shown = torch.tensor(heat.images[0].get_array().data)
         torch.testing.assert_close(shown, byhand.softmax_jacobian(logits.double()))
         assert len(heat.texts) == 16  # one annotation per entry
+        assert fig.get_figwidth() <= 7  # stacked panels, sized for the text column
+        assert bars.get_position().y0 > heat.get_position().y0  # the bars above the heat map
     finally:
         plt.close(fig)
 
@@ -84,9 +86,17 @@ def test_plot_vjp_timing_draws_one_line_per_method():
         (ax,) = visible_axes(fig)
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
+        assert list(ax.get_lines()[0].get_ydata()) == [1e-5, 1e-4, 1e-2]
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        assert ax.get_legend() is None and len(fig.legends) == 1  # the legend is off the axes
+        assert fig.get_figwidth() <= 7
     finally:
         plt.close(fig)
+
+
+def test_plot_vjp_timing_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="one time per size"):
+        plots.plot_vjp_timing([10, 100], {"a": [1e-5]})
 
 
 def test_plot_log_softmax_error_clamps_and_marks_failures():
@@ -105,5 +115,9 @@ def test_plot_log_softmax_error_clamps_and_marks_failures():
         assert min(exact_line.get_ydata()) == 1e-10  # zeros drawn at the floor
         assert len(breaks_line.get_xdata()) == 3 and len(crosses.get_xdata()) == 2
         assert low.get_ylabel()
+        assert low.get_legend() is None and len(fig.legends) == 1  # one legend, below the panels
+        legend_labels = [text.get_text() for text in fig.legends[0].get_texts()]
+        assert legend_labels == ["exact", "breaks", "breaks: inf or NaN", "unit roundoff"]
+        assert fig.get_figwidth() <= 7 and low.get_position().y0 > top.get_position().y0
     finally:
         plt.close(fig)

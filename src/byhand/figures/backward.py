@@ -240,62 +240,6 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
     return fig
 
 
-def plot_fp16_limits(
-    n: Tensor, numerator: Tensor, denominator: Tensor, zero_fraction: dict[str, Tensor],
-    n_loss_inf: int, n_grad_zero: int,
-) -> Figure:
-    r"""Where a float16 mean cross-entropy breaks, against the batch size :math:`N`.
-
-    Left: the two numbers the ``mean`` must hold, :math:`\sum_i L_i` and
-    :math:`D = \sum_i w_{y_i}`, against float16's largest finite value 65,504, with
-    the measured first :math:`N` at which the loss is no longer finite
-    (``n_loss_inf``) and at which every gradient entry is exactly zero
-    (``n_grad_zero``). Right: the fraction of gradient entries that are exactly zero,
-    one curve per entry of ``zero_fraction``.
-    """
-    k = n.numel()
-    if numerator.numel() != k or denominator.numel() != k or any(
-        f.numel() != k for f in zero_fraction.values()
-    ):
-        raise ValueError(
-            "plot_fp16_limits: numerator, denominator and every zero_fraction curve "
-            f"need one value per batch size ({k})"
-        )
-    fp16_max = float(torch.finfo(torch.float16).max)
-    nn_ = n.detach().cpu().double().numpy()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.0), constrained_layout=True)
-    left.plot(nn_, numerator.detach().cpu().double().numpy(), marker="o", markersize=3,
-              label=r"summed loss $\sum_i L_i$")
-    left.plot(nn_, denominator.detach().cpu().double().numpy(), marker="s", markersize=3,
-              label=r"denominator $D = \sum_i w_{y_i}$")
-    left.axhline(fp16_max, color="black", linestyle=":", label=f"float16 max ({fp16_max:,.0f})")
-    left.set_xscale("log", base=2)
-    left.set_yscale("log")
-    left.set_xlabel("batch size $N$")
-    left.set_ylabel("value (computed in float32)")
-    left.set_title("What the float16 mean has to hold")
-    for ax in (left, right):
-        ax.axvline(n_loss_inf, color="tab:orange", linestyle="--",
-                   label=f"loss inf from N = {n_loss_inf:,}")
-        ax.axvline(n_grad_zero, color="tab:red", linestyle="--",
-                   label=f"loss NaN, gradient 0 from N = {n_grad_zero:,}")
-    for label, frac in zero_fraction.items():
-        right.plot(nn_, frac.detach().cpu().double().numpy(), marker="o", markersize=3,
-                   label=label)
-    right.set_xscale("log", base=2)
-    right.set_ylim(-0.05, 1.05)
-    right.set_xlabel("batch size $N$")
-    right.set_ylabel("fraction of gradient entries exactly 0")
-    right.set_title("What the float16 gradient looks like")
-    left.legend(fontsize=8, loc="upper left")
-    right.legend(fontsize=8, loc="center left")
-    return fig
-
-
-
-
-
-
 def saved_bytes_bars(
     labels: list[str], nbytes: list[float], unit_bytes: float | None = None,
     title: str = "What the backward keeps alive",

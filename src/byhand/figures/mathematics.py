@@ -68,44 +68,56 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
 
 def plot_softmax_jacobian(logits: Tensor) -> Figure:
     r"""The probabilities :math:`s = \operatorname{softmax}(x)` and the Jacobian
-    :math:`J_{ij} = s_i(\delta_{ij} - s_j)` of a 1-D logit vector, as a bar chart and a heat map."""
+    :math:`J_{ij} = s_i(\delta_{ij} - s_j)` of a 1-D logit vector: a bar chart above a heat map.
+
+    The two panels are stacked, so that both keep their size on a narrow screen; the
+    heat map is annotated with its entries when there are at most 10 classes.
+    """
     from ..softmax import softmax, softmax_jacobian
 
     x = logits.detach().to(torch.float64).cpu()
     if x.dim() != 1:
         raise ValueError(f"logits must be 1-D; got shape {tuple(x.shape)}")
     s, jac = softmax(x), softmax_jacobian(x)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.3), layout="constrained",
-                                      gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.0, 8.2), layout="constrained",
+                                      gridspec_kw={"height_ratios": [1, 1.9]})
     positions = list(range(x.numel()))
-    left.bar(positions, s.numpy(), color="tab:blue")
+    top.bar(positions, s.numpy(), color="tab:blue")
     for p in positions:
-        left.annotate(f"$x_{{{p}}}$={float(x[p]):.1f}", (p, float(s[p])), ha="center",
-                      va="bottom", fontsize=7)
-    left.set_xticks(positions)
-    left.set_xlabel("class $i$")
-    left.set_ylabel("probability $s_i$")
-    left.set_title("softmax of the logits")
-    image = _diverging_image(right, jac, r"$J_{ij} = s_i(\delta_{ij} - s_j)$",
+        top.annotate(f"$x_{{{p}}}$ = {float(x[p]):.1f}", (p, float(s[p])), ha="center",
+                     va="bottom", fontsize=10)
+    top.set_xticks(positions)
+    top.set_ylim(0, 1.2 * float(s.max()))
+    top.set_xlabel("class $i$")
+    top.set_ylabel("probability $s_i$")
+    top.set_title("softmax of the logits")
+    image = _diverging_image(bottom, jac, r"$J_{ij} = s_i(\delta_{ij} - s_j)$",
                              annotate=x.numel() <= 10)
-    right.set_xticks(positions)
-    right.set_yticks(positions)
-    right.set_xlabel("input $x_j$")
-    right.set_ylabel("output $s_i$")
-    fig.colorbar(image, ax=right, shrink=0.85)
+    for text in bottom.texts:
+        text.set_fontsize(10)
+    bottom.set_xticks(positions)
+    bottom.set_yticks(positions)
+    bottom.set_xlabel("input $x_j$")
+    bottom.set_ylabel("output $s_i$")
+    fig.colorbar(image, ax=bottom, shrink=0.85)
     return fig
 
 
 def plot_vjp_timing(sizes: list[int], seconds: dict[str, list[float]]) -> Figure:
-    """Measured time per call against the vector length ``n``, log-log, one line per method."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
+    """Measured time per call against the number of classes ``C``, log-log, one line per method.
+
+    The legend sits below the axes, off the data.
+    """
+    if any(len(times) != len(sizes) for times in seconds.values()):
+        raise ValueError(f"plot_vjp_timing: every method needs one time per size ({len(sizes)})")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     for (name, times), marker in zip(seconds.items(), "osd^v", strict=False):
         ax.loglog(sizes, times, marker=marker, label=name)
-    ax.set_xlabel("length $n$ of the logit vector")
-    ax.set_ylabel("seconds per call (best of repeats)")
-    ax.set_title("Softmax backward: Jacobian product vs $O(n)$ formula")
+    ax.set_xlabel("number of classes $C$")
+    ax.set_ylabel("seconds per call")
+    ax.set_title("Softmax backward: Jacobian product vs $O(C)$ formula")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig.legend(loc="outside lower center", ncols=1)
     return fig
 
 
@@ -116,29 +128,33 @@ def plot_log_softmax_error(panels: dict[str, tuple[Tensor, dict[str, Tensor]]], 
     ``panels`` maps a panel title to ``(gaps, {method name: relative errors})``, one
     error per gap. Errors below ``floor`` (exact results included) are drawn at
     ``floor``; infinite or NaN errors are drawn as crosses on the top edge. The dashed
-    line is the unit roundoff ``eps / 2`` of the dtype.
+    line is the unit roundoff ``eps / 2`` of the dtype. Panels are stacked with a shared
+    gap axis, and one legend below them lists every method.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2),
-                             squeeze=False, layout="constrained", sharey=True)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.4, 3.3 * len(panels) + 1.6),
+                             squeeze=False, layout="constrained", sharex=True)
     ceiling = 10.0
-    for ax, (title, (gaps, curves)) in zip(axes[0], panels.items(), strict=True):
+    handles: dict[str, object] = {}
+    for ax, (title, (gaps, curves)) in zip(axes[:, 0], panels.items(), strict=True):
         x = gaps.detach().to(torch.float64).cpu()
         for (name, err), style in zip(curves.items(), ["-", "--", ":", "-."], strict=False):
             e = err.detach().to(torch.float64).cpu()
             finite = torch.isfinite(e)
             shown = e.clamp(min=floor, max=ceiling)
             (line,) = ax.semilogy(x[finite].numpy(), shown[finite].numpy(), style, label=name)
+            handles.setdefault(name, line)
             if (~finite).any():
-                ax.semilogy(x[~finite].numpy(), [ceiling] * int((~finite).sum()), "x",
-                            color=line.get_color(), label=f"{name}: inf or NaN")
-        ax.axhline(eps / 2, color="gray", linestyle="--", linewidth=0.8,
-                   label="unit roundoff")
+                (cross,) = ax.semilogy(x[~finite].numpy(), [ceiling] * int((~finite).sum()), "x",
+                                       color=line.get_color(), label=f"{name}: inf or NaN")
+                handles.setdefault(cross.get_label(), cross)
+        rule = ax.axhline(eps / 2, color="gray", linestyle="--", linewidth=0.8,
+                          label="unit roundoff")
+        handles.setdefault("unit roundoff", rule)
         ax.set_ylim(floor / 2, ceiling * 3)
-        ax.set_xlabel(r"logit gap $d$")
         ax.set_title(title)
+        ax.set_ylabel("relative error")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel(f"relative error (below {floor:.0e} drawn at {floor:.0e})")
+    axes[-1, 0].set_xlabel(r"logit gap $d$")
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2,
+               title=f"errors below {floor:.0e} are drawn at {floor:.0e}")
     return fig
-
-
