@@ -136,7 +136,9 @@ class ReLU(Layer):
 
     The mask :math:`[x > 0]` is read off the output as :math:`\operatorname{sign}(y)`,
     which is 1 where :math:`x > 0` and 0 elsewhere (the subgradient at 0 is 0, as in
-    :func:`torch.relu`). A float mask multiplies far faster than a boolean one.
+    :func:`torch.relu`). A float mask multiplies far faster than a boolean one. A ``nan``
+    input gives a ``nan`` output, and PyTorch lets the gradient through there (its
+    kernel zeroes the gradient only where :math:`y \le 0`), so the mask is 1 at ``nan``.
     """
 
     def __init__(self) -> None:
@@ -149,7 +151,7 @@ class ReLU(Layer):
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._output is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return grad_output * self._output.sign()
+        return grad_output * self._output.sign().nan_to_num_(nan=1.0)
 
     def __repr__(self) -> str:
         return "ReLU()"
