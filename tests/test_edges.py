@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import outcome
 from torch import Tensor
 
 import byhand
@@ -184,6 +185,9 @@ EDGES = [
     Edge("weight that requires grad under no_grad, drop-in nll_loss",
          lambda: _with_no_grad(F.nll_loss, X, Y, weight=W_GRAD),
          lambda: _with_no_grad(byhand.nll_loss, X, Y, weight=W_GRAD)),
+    _pair("uint8 targets with a K-dimensional input", F.cross_entropy, losses.cross_entropy,
+          X3.float().transpose(1, 2), torch.zeros(2, 3, dtype=torch.uint8),
+          words=("target", "torch.uint8")),
     _pair("int32 targets", F.cross_entropy, losses.cross_entropy, X, Y.int(),
           words=("target", "torch.int32")),
     _pair("int32 targets in nll_loss", F.nll_loss, losses.nll_loss, X, Y.int(),
@@ -277,13 +281,6 @@ EDGES = [
 ]
 
 
-def _outcome(call: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    try:
-        return call(), None
-    except Exception as error:  # recording whatever PyTorch raises is the point
-        return None, error
-
-
 def _assert_same(ours: Any, ref: Any, tolerance: dict[str, float] | None) -> None:
     if isinstance(ref, (tuple, list)):
         assert isinstance(ours, (tuple, list)) and len(ours) == len(ref)
@@ -296,10 +293,12 @@ def _assert_same(ours: Any, ref: Any, tolerance: dict[str, float] | None) -> Non
         torch.testing.assert_close(ours, ref, equal_nan=True, **(tolerance or {}))
 
 
+# torch.func's hessian/jacfwd call torch.jit.script internally, which PyTorch 2.13 deprecates.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("edge", EDGES, ids=[e.name for e in EDGES])
 def test_edge_behaves_as_pytorch(edge: Edge) -> None:
-    expected, reference_error = _outcome(edge.reference)
-    got, our_error = _outcome(edge.ours)
+    expected, reference_error = outcome(edge.reference)
+    got, our_error = outcome(edge.ours)
     if reference_error is None:
         assert our_error is None, f"PyTorch works, we raised {our_error!r}"
         _assert_same(got, expected, edge.tolerance)
@@ -314,5 +313,5 @@ def test_edge_behaves_as_pytorch(edge: Edge) -> None:
 def test_every_error_edge_names_what_to_look_for() -> None:
     """A case where PyTorch raises must say which words our message has to contain."""
     for edge in EDGES:
-        _, reference_error = _outcome(edge.reference)
+        _, reference_error = outcome(edge.reference)
         assert (reference_error is None) == (not edge.words), edge.name

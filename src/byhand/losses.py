@@ -136,6 +136,12 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
             f"or class probabilities with the input's shape {tuple(input.shape)}; "
             f"got dtype {target.dtype} and shape {tuple(target.shape)}"
         )
+    if target.dtype == torch.uint8 and input.dim() > 2:
+        raise ArgumentTypeError(
+            f"{fn}: with extra dimensions d1, ... (input shape {tuple(input.shape)}) target "
+            f"must have dtype torch.int64, as in PyTorch, which takes torch.uint8 only for "
+            f"(C,) and (N, C) inputs; got dtype {target.dtype}"
+        )
     if input.dim() == 1:
         if target.dim() != 0:
             raise ValueError(
