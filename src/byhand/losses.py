@@ -594,6 +594,10 @@ def cross_entropy_forward_backward(
     x, t = _batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
     shift, e, sums = _softmax_parts(work)
+    if not prob and weight is None and label_smoothing == 0:
+        loss, grad = _plain_forward_backward(x.dtype, work, shift, e, sums, t, ignore_index,
+                                             reduction)
+        return loss, _unbatch(grad, input.dim() == 1)
     per = _ce_per_sample(work, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob)
     denominator = _ce_denominator(x, t, weight, ignore_index, prob)
     loss = _reduce(per.to(_result_dtype(input, target, weight, prob)), reduction, denominator)
@@ -601,6 +605,31 @@ def cross_entropy_forward_backward(
     g = _upstream(one, reduction, denominator, _positions_like(x)).to(work.dtype).contiguous()
     grad = _ce_grad(e.div_(sums), g, t, weight, ignore_index, label_smoothing, prob, True)
     return loss, _unbatch(grad.to(x.dtype), input.dim() == 1)
+
+
+def _plain_forward_backward(
+    dtype: torch.dtype, x: Tensor, shift: Tensor, e: Tensor, sums: Tensor, target: Tensor,
+    ignore_index: int, reduction: str,
+) -> tuple[Tensor, Tensor]:
+    r"""The plain case (class indices, no weights, no smoothing) with every mask formed once.
+
+    With the shift :math:`\mu_i = \max_k x_{ik}` and :math:`e_{ik} = e^{x_{ik} - \mu_i}`,
+    :math:`L_i = m_i(\mu_i + \log\sum_k e_{ik} - x_{i y_i})` and
+    :math:`\partial L/\partial x_{ic} = a_i(s_{ic} - \delta_{c y_i})`, where
+    :math:`a_i = m_i/D` for ``mean`` (:math:`D = \sum_i m_i`) and :math:`a_i = m_i` for
+    ``sum``. The exponentials ``e`` become the gradient in place. ``x`` is in the
+    working precision, ``dtype`` is the input's.
+    """
+    y, keep = _target_indices(target, ignore_index)
+    m = keep.to(dtype)
+    count = _total(m)
+    per = torch.where(keep, (shift + sums.log() - x.gather(1, y.unsqueeze(1))).squeeze(1), 0)
+    loss = _reduce(per.to(dtype), reduction, count)
+    # where, not m / D: with every position ignored, D = 0 and the gradient is 0, not 0/0.
+    a = (torch.where(keep, count.reciprocal(), 0) if reduction == "mean" else m)
+    a = a.to(x.dtype).unsqueeze(1)
+    grad = e.div_(sums).mul_(a).scatter_add_(1, y.unsqueeze(1), -a)
+    return loss, grad.to(dtype)
 
 
 # -------------------------------------------------------------------------------- MSE
