@@ -171,8 +171,9 @@ def _check_index_values(fn: str, target: Tensor, n_classes: int, ignore_index: i
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if bool(bad.any()):
         value = int(target[bad].flatten()[0])
+        classes = f"in [0, {n_classes - 1}]" if n_classes else "(there are none: C = 0)"
         raise IndexError(
-            f"{fn}: target values must be class indices in [0, {n_classes - 1}] "
+            f"{fn}: target values must be class indices {classes} "
             f"or ignore_index={ignore_index}; got {value}"
         )
 
