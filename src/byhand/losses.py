@@ -90,12 +90,12 @@ def _check_reduction(fn: str, reduction: str) -> None:
 
 def _check_input(fn: str, input: Tensor) -> None:
     if input.dim() == 0:
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: input must have a class dimension, shape (C,) or (N, C, d1, ...); "
             "got a 0-dimensional tensor"
         )
     if not input.is_floating_point():
-        raise ArgumentTypeError(
+        raise UnsupportedDTypeError(
             f"{fn}: input must be a floating-point tensor; got dtype {input.dtype}"
         )
 
@@ -155,7 +155,7 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
         )
     elif target.shape[1:] != input.shape[2:]:
         expected = (input.shape[0], *input.shape[2:])
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: target shape must be {expected} for input shape {tuple(input.shape)}; "
             f"got {tuple(target.shape)}"
         )
@@ -185,7 +185,7 @@ def _check_prob_target(fn: str, target: Tensor, ignore_index: int) -> None:
             f"floating point; got dtype {target.dtype}"
         )
     if ignore_index >= 0:
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: ignore_index is not supported with class-probability targets; "
             f"got ignore_index={ignore_index}"
         )
