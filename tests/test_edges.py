@@ -22,6 +22,9 @@ import byhand
 from byhand import losses
 from byhand.layers import ReLU
 
+# torch.func's hessian/jacfwd call torch.jit.script internally, which PyTorch 2.13 deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
 INF, NAN = float("inf"), float("nan")
 BFLOAT16 = {"rtol": 1.6e-2, "atol": 1e-5}  # torch.testing's defaults for bfloat16
 
@@ -293,8 +296,6 @@ def _assert_same(ours: Any, ref: Any, tolerance: dict[str, float] | None) -> Non
         torch.testing.assert_close(ours, ref, equal_nan=True, **(tolerance or {}))
 
 
-# torch.func's hessian/jacfwd call torch.jit.script internally, which PyTorch 2.13 deprecates.
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("edge", EDGES, ids=[e.name for e in EDGES])
 def test_edge_behaves_as_pytorch(edge: Edge) -> None:
     expected, reference_error = outcome(edge.reference)
