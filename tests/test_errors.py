@@ -48,9 +48,13 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "x", "y", "kwargs", "error", "words"), CASES,
                          ids=[c[0] for c in CASES])
-def test_pytorch_rejects_it_too(name, x, y, kwargs, error, words) -> None:
-    with pytest.raises((RuntimeError, ValueError, IndexError, NotImplementedError)):
+def test_pytorch_rejects_it_too_and_ours_is_its_exception_type(name, x, y, kwargs, error,
+                                                               words) -> None:
+    """``except`` clauses written for PyTorch's exception catch ours too."""
+    with pytest.raises((RuntimeError, ValueError, IndexError, NotImplementedError)) as theirs:
         F.cross_entropy(x, y, **kwargs)
+    with pytest.raises(type(theirs.value)):
+        losses.cross_entropy(x, y, **kwargs)
 
 
 @pytest.mark.parametrize("fn", [losses.cross_entropy, byhand.cross_entropy],
@@ -82,11 +86,12 @@ def test_cross_entropy_backward_rejects_the_same(name, x, y, kwargs, error, word
     (X, Y, {"reduction": "max"}, ValueError, ["nll_loss", "reduction", "'max'"]),
 ])
 def test_nll_loss_errors(x, y, kwargs, error, words) -> None:
-    with pytest.raises((RuntimeError, ValueError, IndexError)):
+    with pytest.raises((RuntimeError, ValueError, IndexError)) as theirs:
         F.nll_loss(x, y, **kwargs)
     for fn in (losses.nll_loss, byhand.nll_loss):
         with pytest.raises(error) as info:
             fn(x, y, **kwargs)
+        assert isinstance(info.value, type(theirs.value))
         assert all(w in str(info.value) for w in words), str(info.value)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import Problem, problems
-from hypothesis import given
+from cases import Problem, outcome, problems
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import byhand
 from byhand import losses
@@ -23,14 +24,80 @@ def _reference(p: Problem) -> tuple[torch.Tensor, torch.Tensor]:
     return loss.detach(), x.grad
 
 
-@given(problems())
-def test_cross_entropy_forward_and_backward_match_pytorch(p: Problem) -> None:
+def _assert_matches_pytorch(p: Problem) -> None:
     ref_loss, ref_grad = _reference(p)
     tol = _tolerances(p.input.dtype)
     torch.testing.assert_close(losses.cross_entropy(p.input, p.target, **p.kwargs()),
                                ref_loss, equal_nan=True, **tol)
     grad = losses.cross_entropy_backward(p.grad_output, p.input, p.target, **p.kwargs())
     torch.testing.assert_close(grad, ref_grad, equal_nan=True, **tol)
+
+
+@given(problems())
+def test_cross_entropy_forward_and_backward_match_pytorch(p: Problem) -> None:
+    _assert_matches_pytorch(p)
+
+
+@settings(max_examples=40)
+@given(problems(max_spatial=3, noncontiguous=True))
+def test_noncontiguous_and_k_dimensional_inputs_match_pytorch(p: Problem) -> None:
+    assert p.input.numel() < 2 or not p.input.is_contiguous()
+    _assert_matches_pytorch(p)
+    x = p.input.clone().requires_grad_(True)
+    byhand.cross_entropy(x, p.target, **p.kwargs()).backward(p.grad_output)
+    torch.testing.assert_close(x.grad, _reference(p)[1], equal_nan=True,
+                               **_tolerances(p.input.dtype))
+
+
+def _as_float64(p: Problem) -> Problem:
+    """The same problem on the same (already rounded) values, computed in float64."""
+    def up(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else (t.double() if t.is_floating_point() else t)
+    return Problem(up(p.input), up(p.target), up(p.weight), p.ignore_index, p.reduction,
+                   p.label_smoothing, up(p.grad_output))
+
+
+def _max_error(result: torch.Tensor, exact: torch.Tensor) -> float:
+    """Largest absolute difference, where a nan in both counts as agreement."""
+    assert torch.equal(result.isnan(), exact.isnan())
+    diff = (result.double() - exact).abs()
+    return float(diff[~exact.isnan()].max()) if (~exact.isnan()).any() else 0.0
+
+
+@settings(max_examples=60)
+@given(st.sampled_from([torch.float16, torch.bfloat16])
+       .flatmap(lambda dtype: problems(dtype=dtype, scale=3.0)))
+def test_half_precision_is_as_accurate_as_pytorch(p: Problem) -> None:
+    """Error against float64 no larger than PyTorch's, up to one unit in the last place."""
+    ref_loss, ref_grad = _reference(p)
+    exact_loss, exact_grad = _reference(_as_float64(p))
+    loss = losses.cross_entropy(p.input, p.target, **p.kwargs())
+    grad = losses.cross_entropy_backward(p.grad_output, p.input, p.target, **p.kwargs())
+    ulp = torch.finfo(p.input.dtype).eps
+    for ours, theirs, exact in ((loss, ref_loss, exact_loss), (grad, ref_grad, exact_grad)):
+        assert ours.dtype == theirs.dtype
+        scale = float(exact.abs().nan_to_num().max()) if exact.numel() else 0.0
+        assert _max_error(ours, exact) <= 1.05 * _max_error(theirs, exact) + ulp * scale + 1e-7
+
+
+@settings(max_examples=40)
+@given(problems(prob_targets=False), st.sampled_from([torch.uint8, torch.int32]))
+def test_integer_target_dtypes_behave_as_pytorch(p: Problem, target_dtype: torch.dtype) -> None:
+    """uint8 targets work (an ignored -100 wraps to 156, an ordinary index); int32 is refused."""
+    target = p.target.to(target_dtype)
+    expected, reference_error = outcome(lambda: _reference(Problem(
+        p.input, target, p.weight, p.ignore_index, p.reduction, p.label_smoothing,
+        p.grad_output)))
+    got, error = outcome(lambda: (
+        losses.cross_entropy(p.input, target, **p.kwargs()),
+        losses.cross_entropy_backward(p.grad_output, p.input, target, **p.kwargs())))
+    if reference_error is not None:
+        assert isinstance(error, type(reference_error)), (reference_error, error)
+        assert "target" in str(error)
+        return
+    assert error is None, error
+    for ours, ref in zip(got, expected, strict=True):
+        torch.testing.assert_close(ours, ref, equal_nan=True, **_tolerances(p.input.dtype))
 
 
 @given(problems())

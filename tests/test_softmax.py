@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given
+from cases import strided
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import byhand
@@ -80,3 +81,66 @@ def test_stable_at_extreme_logits(dtype: torch.dtype) -> None:
 def test_logsumexp_of_infinite_rows_follows_pytorch() -> None:
     x = torch.tensor([[float("-inf"), float("-inf")], [float("inf"), 1.0], [0.0, 1.0]])
     torch.testing.assert_close(byhand.logsumexp(x, 1), torch.logsumexp(x, 1))
+
+
+def _autograd(fn, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    leaf = x.detach().clone().requires_grad_(True)
+    fn(leaf).backward(g)
+    return leaf.grad
+
+
+def _max_error(result: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((result.double() - exact).abs().max()) if exact.numel() else 0.0
+
+
+PAIRS = [
+    ("softmax", torch.softmax, byhand.softmax, byhand.softmax_backward),
+    ("log_softmax", torch.log_softmax, byhand.log_softmax, byhand.log_softmax_backward),
+    ("logsumexp", torch.logsumexp, byhand.logsumexp, byhand.logsumexp_backward),
+]
+
+
+@settings(max_examples=40)
+@given(shapes, st.integers(0, 10_000), st.sampled_from([torch.float16, torch.bfloat16]))
+def test_half_precision_is_as_accurate_as_pytorch(shape: list[int], seed: int,
+                                                  dtype: torch.dtype) -> None:
+    """Forward and backward error against float64 no larger than PyTorch's, up to one ulp."""
+    x, dim = _case(shape, seed)
+    x = x.to(dtype)
+    ulp = torch.finfo(dtype).eps
+    for _, ref, ours, ours_backward in PAIRS:
+        exact = ref(x.double(), dim)
+        g = torch.randn(exact.shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+        exact_grad = _autograd(lambda z, ref=ref: ref(z, dim), x.double(), g.double())
+        results = ((ours(x, dim), ref(x, dim), exact),
+                   (ours_backward(g, x, dim), _autograd(lambda z, ref=ref: ref(z, dim), x, g),
+                    exact_grad))
+        for got, theirs, truth in results:
+            assert got.dtype == theirs.dtype == dtype
+            scale = float(truth.abs().max())
+            assert _max_error(got, truth) <= 1.05 * _max_error(theirs, truth) + ulp * scale
+
+
+@settings(max_examples=40)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=4), st.integers(0, 10_000),
+       st.booleans())
+def test_noncontiguous_inputs_and_tuple_dims_match_pytorch(shape: list[int], seed: int,
+                                                           keepdim: bool) -> None:
+    x, dim = _case(shape, seed)
+    x = strided(x).transpose(0, -1)
+    assert not x.is_contiguous() or x.numel() < 2
+    gen = torch.Generator().manual_seed(seed)
+    for _, ref, ours, ours_backward in PAIRS[:2]:
+        torch.testing.assert_close(ours(x, dim), ref(x, dim))
+        g = strided(torch.randn(x.shape, generator=gen, dtype=x.dtype))
+        torch.testing.assert_close(ours_backward(g, x, dim),
+                                   _autograd(lambda z, ref=ref: ref(z, dim), x, g))
+    n_dims = 1 + seed % x.dim()
+    dims = tuple(int(d) for d in torch.randperm(x.dim(), generator=gen)[:n_dims])
+    dims = tuple(d - x.dim() if i % 2 else d for i, d in enumerate(dims))  # some negative
+    expected = torch.logsumexp(x, dims, keepdim=keepdim)
+    torch.testing.assert_close(byhand.logsumexp(x, dims, keepdim), expected)
+    g = torch.randn(expected.shape, generator=gen, dtype=x.dtype)
+    torch.testing.assert_close(
+        byhand.logsumexp_backward(g, x, dims, keepdim),
+        _autograd(lambda z: torch.logsumexp(z, dims, keepdim=keepdim), x, g))

@@ -134,9 +134,15 @@ class Linear(Layer):
 class ReLU(Layer):
     r""":math:`y = \max(x, 0)`; the backward lets :math:`\delta` through where :math:`x > 0`.
 
-    The mask :math:`[x > 0]` is read off the output as :math:`\operatorname{sign}(y)`,
-    which is 1 where :math:`x > 0` and 0 elsewhere (the subgradient at 0 is 0, as in
-    :func:`torch.relu`). A float mask multiplies far faster than a boolean one.
+    The mask :math:`[x > 0]` is read off the output: :math:`\delta` passes where
+    :math:`y \ne 0` and is 0 where :math:`y = 0` (the subgradient at 0 is 0, as in
+    :func:`torch.relu`). A ``nan`` input gives a ``nan`` output, through which PyTorch
+    lets the gradient pass, and so does this rule. The select "0 where :math:`y \le 0`,
+    else :math:`\delta`" is done by ``threshold_backward``, the one elementwise kernel autograd
+    itself uses for ReLU: a multiplication by a mask would turn an infinite
+    :math:`\delta` at an inactive unit into :math:`0 \cdot \infty = \mathrm{nan}`
+    (PyTorch gives 0), and both a float mask and a boolean select are several times
+    slower on the CPU.
     """
 
     def __init__(self) -> None:
@@ -149,7 +155,7 @@ class ReLU(Layer):
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._output is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return grad_output * self._output.sign()
+        return torch.ops.aten.threshold_backward(grad_output, self._output, 0)
 
     def __repr__(self) -> str:
         return "ReLU()"

@@ -34,6 +34,22 @@ Then the whole backward is
 
 which for one-hot targets without weights is the familiar
 :math:`(\operatorname{softmax}(x) - \operatorname{onehot}(y))/N`.
+
+Dtypes. The loss has the input's dtype, except with class-probability targets, where
+it has the promoted dtype of input, target and weight (a float64 target with a float32
+input gives a float64 loss), as in PyTorch; class weights for class-index targets must
+have the input's dtype. For ``float16`` and ``bfloat16`` the softmax, the per-sample
+losses and the gradient are computed in ``float32`` and rounded once to the input's
+dtype; the reductions and the ``mean`` denominator are rounded as PyTorch rounds them.
+
+Nothing waits for the device. Target values are checked (a clear ``IndexError``) only
+on the CPU, where reading them is free. On another device reading them would stop the
+device until it catches up, so the check is skipped there: an out-of-range index is
+then caught by the device's own bounds check in ``gather`` and ``scatter`` (a
+device-side assert on CUDA, as in PyTorch's own kernel). Whether a position is ignored
+is a mask computed on the device, never a branch on the host, and counts divide as
+Python numbers, so no number is copied to the device either. On ``meta`` tensors every
+function therefore runs as PyTorch's does, propagating shapes only.
 """
 
 from __future__ import annotations
@@ -43,7 +59,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .softmax import softmax
+from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+from .softmax import _softmax, opmath_dtype
 
 __all__ = [
     "Reduction",
@@ -73,29 +90,57 @@ def _check_reduction(fn: str, reduction: str) -> None:
 
 def _check_input(fn: str, input: Tensor) -> None:
     if input.dim() == 0:
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: input must have a class dimension, shape (C,) or (N, C, d1, ...); "
             "got a 0-dimensional tensor"
         )
     if not input.is_floating_point():
-        raise TypeError(f"{fn}: input must be a floating-point tensor; got dtype {input.dtype}")
-
-
-def _check_weight(fn: str, weight: Tensor | None, n_classes: int) -> None:
-    if weight is not None and (weight.dim() != 1 or weight.numel() != n_classes):
-        raise ValueError(
-            f"{fn}: weight must have shape ({n_classes},), one entry per class; "
-            f"got shape {tuple(weight.shape)}"
+        raise UnsupportedDTypeError(
+            f"{fn}: input must be a floating-point tensor; got dtype {input.dtype}"
         )
 
 
-def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: int) -> bool:
-    """Validate class-index targets; return whether every one is a real class, none ignored."""
+def _check_weight(fn: str, weight: Tensor | None, input: Tensor, prob: bool) -> None:
+    """Shape ``(C,)``; with class-index targets, also the input's dtype (PyTorch promotes none)."""
+    if weight is None:
+        return
+    n_classes = _n_classes(input)
+    if weight.dim() != 1 or weight.numel() != n_classes:
+        raise ArgumentValueError(
+            f"{fn}: weight must have shape ({n_classes},), one entry per class; "
+            f"got shape {tuple(weight.shape)}"
+        )
+    if not prob and weight.dtype != input.dtype:
+        raise ArgumentTypeError(
+            f"{fn}: weight must have the input's dtype {input.dtype}; "
+            f"got weight dtype {weight.dtype}"
+        )
+
+
+def _readable(target: Tensor) -> bool:
+    """Whether reading ``target``'s values on the host is free: a plain CPU tensor.
+
+    Not on another device (the read would wait for it), nor on ``meta`` (no values),
+    nor inside a ``torch.func`` transform (no single value per sample to branch on).
+    """
+    return target.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(
+        target
+    )
+
+
+def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: int) -> None:
+    """Validate class-index targets: dtype, shape and, where reading is free, the values."""
     if target.dtype not in _INDEX_DTYPES:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{fn}: target must hold class indices of dtype torch.int64 (or torch.uint8), "
             f"or class probabilities with the input's shape {tuple(input.shape)}; "
             f"got dtype {target.dtype} and shape {tuple(target.shape)}"
+        )
+    if target.dtype == torch.uint8 and input.dim() > 2:
+        raise ArgumentTypeError(
+            f"{fn}: with extra dimensions d1, ... (input shape {tuple(input.shape)}) target "
+            f"must have dtype torch.int64, as in PyTorch, which takes torch.uint8 only for "
+            f"(C,) and (N, C) inputs; got dtype {target.dtype}"
         )
     if input.dim() == 1:
         if target.dim() != 0:
@@ -110,34 +155,37 @@ def _check_index_target(fn: str, input: Tensor, target: Tensor, ignore_index: in
         )
     elif target.shape[1:] != input.shape[2:]:
         expected = (input.shape[0], *input.shape[2:])
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: target shape must be {expected} for input shape {tuple(input.shape)}; "
             f"got {tuple(target.shape)}"
         )
-    n_classes = _n_classes(input)
-    if target.numel() == 0:
-        return True
-    lo, hi = (int(v) for v in torch.stack(torch.aminmax(target.long())).tolist())
+    if target.numel() and _readable(target):
+        _check_index_values(fn, target.long(), _n_classes(input), ignore_index)
+
+
+def _check_index_values(fn: str, target: Tensor, n_classes: int, ignore_index: int) -> None:
+    """Every int64 ``target`` value is a class in ``[0, C)`` or ``ignore_index`` (CPU only)."""
+    lo, hi = (int(v) for v in torch.stack(torch.aminmax(target)).tolist())
     if lo >= 0 and hi < n_classes:
-        return not (lo <= ignore_index <= hi and bool((target == ignore_index).any()))
+        return
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if bool(bad.any()):
         value = int(target[bad].flatten()[0])
+        classes = f"in [0, {n_classes - 1}]" if n_classes else "(there are none: C = 0)"
         raise IndexError(
-            f"{fn}: target values must be class indices in [0, {n_classes - 1}] "
+            f"{fn}: target values must be class indices {classes} "
             f"or ignore_index={ignore_index}; got {value}"
         )
-    return False
 
 
 def _check_prob_target(fn: str, target: Tensor, ignore_index: int) -> None:
     if not target.is_floating_point():
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{fn}: a target with the input's shape holds class probabilities and must be "
             f"floating point; got dtype {target.dtype}"
         )
     if ignore_index >= 0:
-        raise ValueError(
+        raise ArgumentValueError(
             f"{fn}: ignore_index is not supported with class-probability targets; "
             f"got ignore_index={ignore_index}"
         )
@@ -145,7 +193,9 @@ def _check_prob_target(fn: str, target: Tensor, ignore_index: int) -> None:
 
 def _check_label_smoothing(fn: str, label_smoothing: float) -> None:
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{fn}: label_smoothing must be in [0.0, 1.0]; got {label_smoothing}")
+        raise ArgumentValueError(
+            f"{fn}: label_smoothing must be in [0.0, 1.0]; got {label_smoothing}"
+        )
 
 
 def _is_prob_target(input: Tensor, target: Tensor) -> bool:
@@ -155,22 +205,19 @@ def _is_prob_target(input: Tensor, target: Tensor) -> bool:
 def _check_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
     reduction: str, label_smoothing: float,
-) -> tuple[bool, bool]:
-    """Validate the arguments of :func:`cross_entropy`.
-
-    Returns whether the targets are probabilities, and whether the call is the plain
-    case: class indices, none ignored, no class weights, no label smoothing.
-    """
+) -> bool:
+    """Validate the arguments of :func:`cross_entropy`; return whether the targets are probabilities."""
     fn = "cross_entropy"
     _check_reduction(fn, reduction)
     _check_input(fn, input)
     _check_label_smoothing(fn, label_smoothing)
-    _check_weight(fn, weight, _n_classes(input))
-    if _is_prob_target(input, target):
+    prob = _is_prob_target(input, target)
+    _check_weight(fn, weight, input, prob)
+    if prob:
         _check_prob_target(fn, target, ignore_index)
-        return True, False
-    none_ignored = _check_index_target(fn, input, target, ignore_index)
-    return False, none_ignored and weight is None and label_smoothing == 0
+    else:
+        _check_index_target(fn, input, target, ignore_index)
+    return prob
 
 
 def _check_nll(
@@ -179,7 +226,7 @@ def _check_nll(
     fn = "nll_loss"
     _check_reduction(fn, reduction)
     _check_input(fn, input)
-    _check_weight(fn, weight, _n_classes(input))
+    _check_weight(fn, weight, input, prob=False)
     _check_index_target(fn, input, target, ignore_index)
 
 
@@ -197,15 +244,20 @@ def _batched(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return input, target
 
 
-def _class_view(weight: Tensor, input: Tensor) -> Tensor:
-    """Reshape ``weight`` (C,) to broadcast along dimension 1 of ``input``."""
-    return weight.to(input.dtype).view((1, -1) + (1,) * (input.dim() - 2))
+def _class_view(weight: Tensor, input: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Reshape ``weight`` (C,) to broadcast along dimension 1 of ``input`` (in ``dtype``)."""
+    return weight.to(dtype or input.dtype).view((1, -1) + (1,) * (input.dim() - 2))
 
 
 def _target_indices(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """Return ``(y, m)``: indices safe to gather (ignored ones set to 0) and the mask m_i."""
+    """Return ``(y, m)``: indices safe to gather (ignored ones set to 0) and the mask m_i.
+
+    The comparison is made in int64: a ``uint8`` target 156 is a class, not the
+    default ``ignore_index`` -100 (which ``uint8`` arithmetic would wrap to 156).
+    """
+    target = target.long()
     keep = target != ignore_index
-    return torch.where(keep, target, torch.zeros_like(target)).long(), keep
+    return torch.where(keep, target, 0), keep
 
 
 def _target_weight(
@@ -242,8 +294,24 @@ def _upstream(
     return grad_output.expand_as(like)
 
 
+def _positions_like(x: Tensor) -> Tensor:
+    """A stand-in of shape ``(N, d1, ...)``, the sample positions of ``x``; it holds one number."""
+    return x.new_empty(()).expand(x.shape[0], *x.shape[2:])
+
+
 def _unbatch(result: Tensor, unbatched: bool) -> Tensor:
     return result.squeeze(0) if unbatched else result
+
+
+def _writes_in_place(x: Tensor, g: Tensor) -> bool:
+    """Whether a backward may overwrite its own buffers.
+
+    Not when autograd records it (double backward: ``create_graph``), and not inside a
+    ``torch.func`` transform, where a buffer without a batch dimension cannot receive
+    a batched result.
+    """
+    recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
+    return not recorded and not torch._C._are_functorch_transforms_active()
 
 
 # ------------------------------------------------------------------------------- NLL
@@ -292,7 +360,7 @@ def nll_loss_backward(
     wy = _target_weight(y, keep, weight, x.dtype)
     g = grad_output.unsqueeze(0) if (reduction == "none" and input.dim() == 1) else grad_output
     coef = torch.where(keep, _upstream(g.to(x.dtype), reduction, _total(wy), wy) * wy, 0.0)
-    grad = torch.zeros_like(x).scatter_(1, y.unsqueeze(1), -coef.unsqueeze(1))
+    grad = torch.zeros_like(x).scatter(1, y.unsqueeze(1), -coef.unsqueeze(1))
     return _unbatch(grad, input.dim() == 1)
 
 
@@ -300,8 +368,12 @@ def nll_loss_backward(
 
 
 def _softmax_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}` and :math:`\sum_k e_{ik}`."""
-    shift = x.amax(1, keepdim=True)
+    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}` and :math:`\sum_k e_{ik}`.
+
+    With no classes (:math:`C = 0`) there is no maximum; the shift is then 0 and the
+    sums are 0, so :math:`\log\sum_k e^{x_{ik}} = -\infty`, as in PyTorch.
+    """
+    shift = x.amax(1, keepdim=True) if x.shape[1] else x.sum(1, keepdim=True)
     e = (x - shift).exp_()
     return shift, e, e.sum(1, keepdim=True)
 
@@ -312,34 +384,57 @@ def _softmax_inplace(x: Tensor) -> Tensor:
     return e.div_(sums)
 
 
+def _result_dtype(input: Tensor, target: Tensor, weight: Tensor | None, prob: bool) -> torch.dtype:
+    """The loss's dtype: the input's, promoted with the target's and weight's for probabilities."""
+    if not prob:
+        return input.dtype
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
+def _per_class(label_smoothing: float, n_classes: int) -> float:
+    r""":math:`\varepsilon/C`, the smoothing mass each class receives (0 when there are no classes)."""
+    return label_smoothing / n_classes if n_classes else 0.0
+
+
 def _prob_weights(target: Tensor, weight: Tensor | None, label_smoothing: float,
                   like: Tensor) -> Tensor:
     r"""The weighted, smoothed probability target :math:`q_{ic} = w_c\, t'_{ic}`.
 
     Here :math:`t' = (1-\varepsilon)t + \varepsilon/C`: the target mixed with the uniform
-    distribution over the :math:`C` classes.
+    distribution over the :math:`C` classes. It is computed in the promoted dtype of
+    ``like``, target and weight, as PyTorch's type promotion would.
     """
-    n_classes = like.shape[1]
-    t = target.to(like.dtype)
+    dtype = _result_dtype(like, target, weight, prob=True)
+    t = target.to(dtype)
     if label_smoothing > 0:
-        t = t * (1 - label_smoothing) + label_smoothing / n_classes
-    return t if weight is None else t * _class_view(weight, like)
+        t = t * (1 - label_smoothing) + _per_class(label_smoothing, like.shape[1])
+    return t if weight is None else t * _class_view(weight, like, dtype)
+
+
+def _prob_positions(x: Tensor) -> int:
+    """The number of sample positions :math:`N d_1 \\cdots`, the ``mean`` denominator for probabilities.
+
+    It is 0 when the input is empty, even with :math:`C = 0` classes, so that the
+    ``mean`` of nothing is :math:`0/0 = \\mathrm{nan}`, as in PyTorch.
+    """
+    return x.numel() // x.shape[1] if x.numel() else 0
 
 
 def _ce_per_sample(
     x: Tensor, shift: Tensor, log_sums: Tensor, target: Tensor, weight: Tensor | None,
     ignore_index: int, label_smoothing: float, prob: bool,
-) -> tuple[Tensor, Tensor | float]:
-    r"""Per-position losses :math:`L_i` (batched) and the ``mean`` denominator :math:`D`.
+) -> Tensor:
+    r"""Per-position losses :math:`L_i` (batched), in ``x``'s dtype (promoted for probabilities).
 
-    Uses :math:`\ell_{ic} = (x_{ic} - m_i) - \log\sum_k e^{x_{ik} - m_i}`; for plain
-    class-index targets only the target column of :math:`\ell` is ever formed.
+    Uses :math:`\ell_{ic} = (x_{ic} - m_i) - \log\sum_k e^{x_{ik} - m_i}`; for class-index
+    targets without smoothing only the target column of :math:`\ell` is ever formed.
     """
     n_classes = x.shape[1]
     eps = label_smoothing
     if prob:
         q = _prob_weights(target, weight, eps, x)
-        return -(q * (x - shift - log_sums)).sum(1), x.numel() / n_classes
+        return -(q * (x - shift - log_sums)).sum(1)
     w = None if weight is None else _class_view(weight, x)
     y, keep = _target_indices(target, ignore_index)
     wy = _target_weight(y, keep, weight, x.dtype)
@@ -348,8 +443,8 @@ def _ce_per_sample(
     if eps > 0:
         logp = x - shift - log_sums
         smooth = -(logp if w is None else logp * w).sum(1)
-        per = (1 - eps) * per + (eps / n_classes) * smooth
-    return torch.where(keep, per, torch.zeros_like(per)), _total(wy)
+        per = (1 - eps) * per + _per_class(eps, n_classes) * smooth
+    return torch.where(keep, per, torch.zeros_like(per))
 
 
 def cross_entropy(
@@ -365,17 +460,17 @@ def cross_entropy(
     ``input`` holds raw scores (logits), never probabilities: the log-softmax
     :math:`\ell_{ic}` is taken inside. ``target`` holds class indices (shape of
     ``input`` without the class dimension) or class probabilities (shape of
-    ``input``). See the module docstring for :math:`L_i` and the reductions.
+    ``input``). See the module docstring for :math:`L_i`, the reductions and dtypes.
     """
-    prob, _ = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
-    shift, _, sums = _softmax_parts(x)
-    per, denominator = _ce_per_sample(
-        x, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob
-    )
+    work = x.to(opmath_dtype(x.dtype))
+    shift, _, sums = _softmax_parts(work)
+    per = _ce_per_sample(work, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob)
+    per = per.to(_result_dtype(input, target, weight, prob))
     if reduction == "none":
         return _unbatch(per, input.dim() == 1)
-    return _reduce(per, reduction, denominator)
+    return _reduce(per, reduction, _ce_denominator(x, t, weight, ignore_index, prob))
 
 
 def _ce_grad_from_softmax(
@@ -404,33 +499,43 @@ def _ce_grad_from_softmax(
     total = (1 - eps) * wy + eps * w_mean * keep.to(s.dtype)
     s = mul(s, (a * total).unsqueeze(1))
     if eps > 0:
-        s = sub(s, (eps / n_classes) * a.unsqueeze(1) * (1.0 if w is None else w))
+        s = sub(s, _per_class(eps, n_classes) * a.unsqueeze(1) * (1.0 if w is None else w))
     return scatter_add(s, 1, y.unsqueeze(1), (-(1 - eps) * a * wy).unsqueeze(1))
 
 
-def _positions(target: Tensor, like: Tensor) -> Tensor:
-    """The number of sample positions in ``like``'s dtype (in float16 it may round to inf)."""
-    return torch.tensor(float(target.numel()), dtype=like.dtype, device=like.device)
+def _plain_grad_from_softmax(
+    s: Tensor, g: Tensor, target: Tensor, ignore_index: int, inplace: bool
+) -> Tensor:
+    r"""The plain case on the softmax :math:`s`: :math:`m_i g_i(s_{ic} - \delta_{c y_i})`.
 
-
-def _plain_grad_from_softmax(s: Tensor, scale: Tensor, target: Tensor) -> Tensor:
-    r"""The plain case, in place on the softmax :math:`s`: :math:`g_i(s_{ic} - \delta_{c y_i})`.
-
-    No weights, no smoothing, nothing ignored, so :math:`q_{ic} = \delta_{c y_i}` and
-    :math:`\sum_c q_{ic} = 1`; ``scale`` holds :math:`g_i` (a scalar or one per position).
+    No weights and no smoothing, so :math:`q_{ic} = m_i\delta_{c y_i}` and
+    :math:`\sum_c q_{ic} = m_i`; ``g`` holds :math:`g_i`, one per position.
     """
-    scale = scale.to(s.dtype).unsqueeze(1) if scale.dim() else scale.to(s.dtype)
-    index = target.long().unsqueeze(1)
-    return s.mul_(scale).scatter_add_(1, index, (-scale).expand(index.shape))
+    y, keep = _target_indices(target, ignore_index)
+    a = torch.where(keep, g, 0).unsqueeze(1)
+    if inplace:
+        return s.mul_(a).scatter_add_(1, y.unsqueeze(1), -a)
+    return (s * a).scatter_add(1, y.unsqueeze(1), -a)
 
 
 def _ce_denominator(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, prob: bool
 ) -> Tensor | float:
     if prob:
-        return input.numel() / input.shape[1]
+        return _prob_positions(input)
     y, keep = _target_indices(target, ignore_index)
     return _total(_target_weight(y, keep, weight, input.dtype))
+
+
+def _ce_grad(
+    s: Tensor, g: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+    label_smoothing: float, prob: bool, inplace: bool,
+) -> Tensor:
+    """The input gradient from the softmax ``s`` (the plain case by its shortcut)."""
+    if not prob and weight is None and label_smoothing == 0:
+        return _plain_grad_from_softmax(s, g, target, ignore_index, inplace)
+    return _ce_grad_from_softmax(s, g, target, weight, ignore_index, label_smoothing, prob,
+                                 inplace)
 
 
 def cross_entropy_backward(
@@ -448,25 +553,21 @@ def cross_entropy_backward(
 
     with :math:`s = \operatorname{softmax}(x)` along the class dimension, :math:`q` the
     weighted (smoothed) target and :math:`g_i` the upstream gradient of :math:`L_i`.
-    Only one tensor of the input's size is allocated: the result.
+    Only one tensor of the input's size is allocated: the result (for float16 and
+    bfloat16, a float32 buffer and the rounded result).
     """
-    prob, plain = _check_cross_entropy(input, target, weight, ignore_index, reduction,
-                                       label_smoothing)
+    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
     g = grad_output.to(x.dtype)
     if reduction == "none" and input.dim() == 1:
         g = g.unsqueeze(0)
-    # Under create_graph (double backward) autograd records these operations, so
-    # they must not overwrite anything; otherwise the softmax buffer becomes the result.
-    inplace = not (torch.is_grad_enabled() and (x.requires_grad or g.requires_grad))
-    if plain and inplace:
-        scale = g if reduction != "mean" else g / _positions(t, x)
-        return _unbatch(_plain_grad_from_softmax(_softmax_inplace(x), scale, t), input.dim() == 1)
+    inplace = _writes_in_place(x, g)
     denominator = _ce_denominator(x, t, weight, ignore_index, prob)
-    g = _upstream(g, reduction, denominator, x.select(1, 0)).contiguous()
-    s = softmax(x, dim=1) if not inplace else _softmax_inplace(x)
-    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, inplace)
-    return _unbatch(grad, input.dim() == 1)
+    work = x.to(opmath_dtype(x.dtype))
+    g = _upstream(g, reduction, denominator, _positions_like(x)).to(work.dtype).contiguous()
+    s = _softmax_inplace(work) if inplace else _softmax(work, 1)
+    grad = _ce_grad(s, g, t, weight, ignore_index, label_smoothing, prob, inplace)
+    return _unbatch(grad.to(x.dtype), input.dim() == 1)
 
 
 def cross_entropy_forward_backward(
@@ -482,39 +583,65 @@ def cross_entropy_forward_backward(
     The exponentials are computed once, into the buffer that becomes the gradient:
     :math:`\log\sum_k e^{x_{ik}}` is read off their row sums before they are
     normalised in place. This is what a training loop wants, since the gradient of a
-    scalar loss is needed right after the loss itself.
+    scalar loss is needed right after the loss itself. Nothing in it waits for the
+    device (see the module docstring).
     """
     if reduction == "none":
         raise ValueError(
             "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
             "(a scalar loss); got 'none'"
         )
-    prob, plain = _check_cross_entropy(input, target, weight, ignore_index, reduction,
-                                       label_smoothing)
+    prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
-    shift, e, sums = _softmax_parts(x)
+    work = x.to(opmath_dtype(x.dtype))
+    shift, e, sums = _softmax_parts(work)
+    if not prob and weight is None and label_smoothing == 0:
+        loss, grad = _plain_forward_backward(x.dtype, work, shift, e, sums, t, ignore_index,
+                                             reduction)
+        return loss, _unbatch(grad, input.dim() == 1)
+    per = _ce_per_sample(work, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob)
+    denominator = _ce_denominator(x, t, weight, ignore_index, prob)
+    loss = _reduce(per.to(_result_dtype(input, target, weight, prob)), reduction, denominator)
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    if plain:
-        per = (sums.log() + shift).squeeze(1) - x.gather(1, t.long().unsqueeze(1)).squeeze(1)
-        count = _positions(t, x)
-        scale = one / count if reduction == "mean" else one
-        grad = _plain_grad_from_softmax(e.div_(sums), scale, t)
-        return _reduce(per, reduction, count), _unbatch(grad, input.dim() == 1)
-    per, denominator = _ce_per_sample(
-        x, shift, sums.log(), t, weight, ignore_index, label_smoothing, prob
-    )
-    loss = _reduce(per, reduction, denominator)
-    g = _upstream(one, reduction, denominator, per).contiguous()
-    s = e.div_(sums)
-    grad = _ce_grad_from_softmax(s, g, t, weight, ignore_index, label_smoothing, prob, True)
-    return loss, _unbatch(grad, input.dim() == 1)
+    g = _upstream(one, reduction, denominator, _positions_like(x)).to(work.dtype).contiguous()
+    grad = _ce_grad(e.div_(sums), g, t, weight, ignore_index, label_smoothing, prob, True)
+    return loss, _unbatch(grad.to(x.dtype), input.dim() == 1)
+
+
+def _plain_forward_backward(
+    dtype: torch.dtype, x: Tensor, shift: Tensor, e: Tensor, sums: Tensor, target: Tensor,
+    ignore_index: int, reduction: str,
+) -> tuple[Tensor, Tensor]:
+    r"""The plain case (class indices, no weights, no smoothing) with every mask formed once.
+
+    With the shift :math:`\mu_i = \max_k x_{ik}` and :math:`e_{ik} = e^{x_{ik} - \mu_i}`,
+    :math:`L_i = m_i(\mu_i + \log\sum_k e_{ik} - x_{i y_i})` and
+    :math:`\partial L/\partial x_{ic} = a_i(s_{ic} - \delta_{c y_i})`, where
+    :math:`a_i = m_i/D` for ``mean`` (:math:`D = \sum_i m_i`) and :math:`a_i = m_i` for
+    ``sum``. The exponentials ``e`` become the gradient in place. ``x`` is in the
+    working precision, ``dtype`` is the input's.
+    """
+    y, keep = _target_indices(target, ignore_index)
+    m = keep.to(dtype)
+    count = _total(m)
+    per = torch.where(keep, (shift + sums.log() - x.gather(1, y.unsqueeze(1))).squeeze(1), 0)
+    loss = _reduce(per.to(dtype), reduction, count)
+    # where, not m / D: with every position ignored, D = 0 and the gradient is 0, not 0/0.
+    a = (torch.where(keep, count.reciprocal(), 0) if reduction == "mean" else m)
+    a = a.to(x.dtype).unsqueeze(1)
+    grad = e.div_(sums).mul_(a).scatter_add_(1, y.unsqueeze(1), -a)
+    return loss, grad.to(dtype)
 
 
 # -------------------------------------------------------------------------------- MSE
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
-    r""":math:`L = \frac{1}{K}\sum_k (x_k - t_k)^2` over all :math:`K` elements (``mean``)."""
+    r""":math:`L = \frac{1}{K}\sum_k (x_k - t_k)^2` over all :math:`K` elements (``mean``).
+
+    The loss has the promoted dtype of input and target, as in PyTorch; the ``mean``
+    of no elements is :math:`0/0 = \mathrm{nan}`.
+    """
     _check_mse(input, target, reduction)
     per = (input - target) ** 2
     return _reduce(per, reduction, per.numel())
@@ -523,10 +650,16 @@ def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Te
 def mse_loss_backward(
     grad_output: Tensor, input: Tensor, target: Tensor, reduction: Reduction = "mean"
 ) -> Tensor:
-    r""":math:`\partial L/\partial x_k = 2 g_k (x_k - t_k)`, divided by :math:`K` for ``mean``."""
+    r""":math:`\partial L/\partial x_k = 2 g_k (x_k - t_k)`, divided by :math:`K` for ``mean``.
+
+    The gradient has the input's dtype, whatever the target's (as autograd gives it);
+    an empty input has an empty gradient.
+    """
     _check_mse(input, target, reduction)
-    scale = 2.0 / input.numel() if reduction == "mean" else 2.0
-    return scale * grad_output * (input - target)
+    count = input.numel()
+    scale = 2.0 / count if reduction == "mean" and count else 2.0
+    grad = scale * grad_output * (input - target)
+    return grad.to(input.dtype) if input.is_floating_point() else grad
 
 
 def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
@@ -536,5 +669,8 @@ def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
             f"mse_loss: target shape must equal input shape {tuple(input.shape)}; "
             f"got {tuple(target.shape)}"
         )
-    if not input.is_floating_point():
-        raise TypeError(f"mse_loss: input must be a floating-point tensor; got dtype {input.dtype}")
+    if not torch.promote_types(input.dtype, target.dtype).is_floating_point:
+        raise UnsupportedDTypeError(
+            "mse_loss: input or target must be a floating-point tensor; "
+            f"got dtypes {input.dtype} and {target.dtype}"
+        )

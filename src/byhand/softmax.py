@@ -17,55 +17,136 @@ index held fixed:
 The max shift :math:`m` changes nothing mathematically (softmax is invariant to a
 constant added to every logit) but keeps every exponent :math:`\le 0`, so nothing
 overflows.
+
+Half precision. For ``float16`` and ``bfloat16`` inputs every function computes in
+``float32`` and rounds its result to the input's dtype once at the end, as PyTorch's
+kernels do ("opmath"): the exponentials, their sums and logarithms never round to
+11 (or 8) significant bits along the way.
+
+Empty inputs. Over a dimension of size 0, :func:`softmax` and :func:`log_softmax`
+return an empty tensor and :func:`logsumexp` returns :math:`\log 0 = -\infty`, as
+PyTorch does; nothing reads a value, so every function also runs on ``meta`` tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+from .errors import ArgumentValueError, UnsupportedDTypeError
 
 __all__ = [
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
     "logsumexp_backward",
+    "opmath_dtype",
     "softmax",
     "softmax_backward",
     "softmax_jacobian",
 ]
 
+Dims = int | Sequence[int]
 
-def _require_float(name: str, x: Tensor) -> None:
+
+def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a computation on ``dtype`` runs in: ``float32`` for the half types, else ``dtype``."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _require_float(fn: str, x: Tensor) -> None:
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
+        raise UnsupportedDTypeError(
+            f"{fn}: input must be a floating-point tensor; got dtype {x.dtype}"
+        )
 
 
-def logsumexp(input: Tensor, dim: int = -1, keepdim: bool = False) -> Tensor:
+def _require_int_dim(fn: str, dim: object) -> None:
+    if not isinstance(dim, int):
+        raise TypeError(f"{fn}: dim must be an int; got {dim!r}")
+
+
+def _reduced_dims(fn: str, dim: Dims, ndim: int) -> tuple[int, ...]:
+    """``dim`` as a sorted tuple of non-negative dimensions, checked as PyTorch checks it."""
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:
+        raise ArgumentValueError(f"{fn}: dim must name at least one dimension; got {dim!r}")
+    rank = max(ndim, 1)
+    if any(not -rank <= d < rank for d in dims):
+        raise IndexError(
+            f"{fn}: dim must be in [{-rank}, {rank - 1}] for a {ndim}-dimensional input; "
+            f"got {dim!r}"
+        )
+    positive = sorted(d % rank for d in dims)
+    if len(set(positive)) != len(positive):
+        raise ArgumentValueError(f"{fn}: dim names a dimension twice; got {dim!r}")
+    return tuple(positive)
+
+
+def _logsumexp_keepdim(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    r""":math:`\operatorname{lse}` over ``dims`` with the reduced dimensions kept (size 1).
+
+    The shift :math:`m` is replaced by 0 where it is infinite, so a row of ``-inf``
+    gives ``-inf`` and a row holding ``+inf`` gives ``+inf``, as in PyTorch.
+    """
+    if x.numel() == 0:
+        return x.exp().sum(dim=dims, keepdim=True).log()
+    m = x.amax(dim=dims, keepdim=True)
+    m = m.masked_fill(m.isinf(), 0)
+    return (x - m).exp().sum(dim=dims, keepdim=True).log().add(m)
+
+
+def logsumexp(input: Tensor, dim: Dims = -1, keepdim: bool = False) -> Tensor:
     r"""Stable :math:`\operatorname{lse}(x) = m + \log \sum_k e^{x_k - m}`, :math:`m = \max_k x_k`.
 
+    ``dim`` is one dimension or a tuple of them (the sum then runs over all of them).
     A row whose maximum is infinite is returned as that maximum (``+inf``) or as
-    ``-inf`` when every entry is ``-inf``, as :func:`torch.logsumexp` does.
+    ``-inf`` when every entry is ``-inf``, as :func:`torch.logsumexp` does; an integer
+    input is first converted to the default floating-point dtype, as there.
     """
-    _require_float("input", input)
-    m = input.amax(dim=dim, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    out = m + (input - m).exp().sum(dim=dim, keepdim=True).log()
-    return out if keepdim else out.squeeze(dim)
+    if input.is_complex():
+        raise UnsupportedDTypeError(f"logsumexp: input must be real; got dtype {input.dtype}")
+    if not input.is_floating_point():
+        input = input.to(torch.get_default_dtype())
+    dims = _reduced_dims("logsumexp", dim, input.dim())
+    out = _logsumexp_keepdim(input.to(opmath_dtype(input.dtype)), dims)
+    return (out if keepdim else out.squeeze(dims)).to(input.dtype)
 
 
 def logsumexp_backward(
-    grad_output: Tensor, input: Tensor, dim: int = -1, keepdim: bool = False
+    grad_output: Tensor, input: Tensor, dim: Dims = -1, keepdim: bool = False
 ) -> Tensor:
-    r""":math:`\partial\,\operatorname{lse}/\partial x_j = s_j`, so the input gradient is :math:`g\, s_j`."""
-    g = grad_output if keepdim else grad_output.unsqueeze(dim)
-    return g * softmax(input, dim=dim)
+    r""":math:`\partial\,\operatorname{lse}/\partial x_j = s_j = e^{x_j - \operatorname{lse}(x)}`.
+
+    The input gradient is :math:`g\, e^{x_j - \operatorname{lse}(x)}`, written with
+    :math:`\operatorname{lse}` rather than the softmax so that an entry ``+inf`` gets
+    ``nan`` and the finite entries of its row get 0, exactly PyTorch's formula.
+    """
+    _require_float("logsumexp_backward", input)
+    dims = _reduced_dims("logsumexp_backward", dim, input.dim())
+    x = input.to(opmath_dtype(input.dtype))
+    g = grad_output.to(x.dtype)
+    if not keepdim:
+        for d in dims:
+            g = g.unsqueeze(d)
+    return (g * (x - _logsumexp_keepdim(x, dims)).exp()).to(input.dtype)
+
+
+def _softmax(x: Tensor, dim: int) -> Tensor:
+    """Softmax along ``dim`` in ``x``'s own dtype (the callers choose the precision)."""
+    if x.numel() == 0:
+        return x.exp()
+    e = (x - x.amax(dim=dim, keepdim=True)).exp()
+    return e / e.sum(dim=dim, keepdim=True)
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
     r""":math:`s_i = e^{x_i - m} / \sum_k e^{x_k - m}` along ``dim``."""
-    _require_float("input", input)
-    e = (input - input.amax(dim=dim, keepdim=True)).exp()
-    return e / e.sum(dim=dim, keepdim=True)
+    _require_float("softmax", input)
+    _require_int_dim("softmax", dim)
+    return _softmax(input.to(opmath_dtype(input.dtype)), dim).to(input.dtype)
 
 
 def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tensor:
@@ -73,13 +154,14 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
 
     With :math:`\partial s_i/\partial x_j = s_i(\delta_{ij} - s_j)`,
 
-    .. math:: \frac{\partial L}{\partial x_j} = g_i s_i(\delta_{ij} - s_j)
-              = s_j\,(g_j - g_k s_k),
-
-    summing over the repeated indices :math:`i` and :math:`k`.
+    .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i s_i(\delta_{ij} - s_j)
+              = s_j\Big(g_j - \sum_k g_k s_k\Big).
     """
-    s = softmax(input, dim=dim)
-    return s * (grad_output - (grad_output * s).sum(dim=dim, keepdim=True))
+    _require_float("softmax_backward", input)
+    _require_int_dim("softmax_backward", dim)
+    x = input.to(opmath_dtype(input.dtype))
+    s, g = _softmax(x, dim), grad_output.to(x.dtype)
+    return (s * (g - (g * s).sum(dim=dim, keepdim=True))).to(input.dtype)
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
@@ -88,11 +170,15 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     The subtraction of :math:`m` comes first: :math:`x_i - m` is exact for the
     largest entries, whereas :math:`x_i - \operatorname{lse}(x)` would round
     :math:`\operatorname{lse}(x)` at the scale of :math:`|x|` before subtracting.
+    A row holding ``+inf`` (or only ``-inf``) is ``nan`` throughout, as in PyTorch.
     """
-    _require_float("input", input)
-    m = input.amax(dim=dim, keepdim=True)
-    z = input - torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    return z - z.exp().sum(dim=dim, keepdim=True).log()
+    _require_float("log_softmax", input)
+    _require_int_dim("log_softmax", dim)
+    x = input.to(opmath_dtype(input.dtype))
+    if x.numel() == 0:
+        return input.clone()
+    z = x - x.amax(dim=dim, keepdim=True)
+    return (z - z.exp().sum(dim=dim, keepdim=True).log()).to(input.dtype)
 
 
 def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tensor:
@@ -100,10 +186,14 @@ def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> T
 
     With :math:`\partial \ell_i/\partial x_j = \delta_{ij} - s_j`,
 
-    .. math:: \frac{\partial L}{\partial x_j} = g_i(\delta_{ij} - s_j) = g_j - s_j\, g_i.
+    .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i(\delta_{ij} - s_j)
+              = g_j - s_j \sum_i g_i.
     """
-    s = softmax(input, dim=dim)
-    return grad_output - s * grad_output.sum(dim=dim, keepdim=True)
+    _require_float("log_softmax_backward", input)
+    _require_int_dim("log_softmax_backward", dim)
+    x = input.to(opmath_dtype(input.dtype))
+    s, g = _softmax(x, dim), grad_output.to(x.dtype)
+    return (g - s * g.sum(dim=dim, keepdim=True)).to(input.dtype)
 
 
 def softmax_jacobian(input: Tensor) -> Tensor:
