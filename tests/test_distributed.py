@@ -33,6 +33,7 @@ from byhand.distributed import (
     shard,
 )
 from byhand.losses import cross_entropy_forward_backward
+from byhand.mnist import build_parser, main, run
 from byhand.train import backward, mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def _gradient_cases() -> dict[str, dict[str, float]]:
                   "parameters": _max_abs(flat_gradients(model) - one_params)}
         assert ours_params.shape == one_params.shape
         if rows >= world:  # a rank without rows has no mean of its own
-            naive_loss, naive_grad = naive_cross_entropy(logits[mine], target[mine], **kwargs)
+            naive_loss, _ = naive_cross_entropy(logits[mine], target[mine], **kwargs)
             _parameter_gradient(model, x[mine], target[mine], naive_cross_entropy, kwargs)
             all_reduce_gradients(model)
             naive_params = flat_gradients(model)
@@ -204,3 +205,53 @@ def test_launch_rejects_bad_arguments() -> None:
         launch(_hangs_on_rank_1, processes=0)
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         launch(_hangs_on_rank_1, timeout=0)
+
+
+# ------------------------------------------------------------------------------- CLI
+
+CLI_ARGS = ["--limit", "2000", "--epochs", "1", "--hidden", "32", "--seed", "3", "--no-progress"]
+
+
+def _cli(*prefix: str) -> dict:
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([*prefix, "-m", "byhand.mnist", *CLI_ARGS], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, "one JSON line, from rank 0 only"
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def one_process() -> dict:
+    return run(build_parser().parse_args(CLI_ARGS))
+
+
+def test_cli_two_processes_train_like_one(one_process: dict, capsys) -> None:
+    assert main([*CLI_ARGS, "--processes", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    two = json.loads(lines[0])
+    assert two["processes"] == 2 and one_process["processes"] == 1
+    assert len(two["epoch_seconds"]) == 1 and 0 < two["communication_share"] < 1
+    assert two["test_accuracy"] == pytest.approx(one_process["test_accuracy"], abs=1e-3)
+    assert two["train_loss"] == pytest.approx(one_process["train_loss"], rel=1e-5)
+
+
+def test_cli_under_torchrun(one_process: dict) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun is not None
+    two = _cli(torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(free_port()))
+    assert two["processes"] == 2
+    assert two["train_loss"] == pytest.approx(one_process["train_loss"], rel=1e-5)
+
+
+def test_cli_processes_must_match_torchrun(monkeypatch, capsys) -> None:
+    for name, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*CLI_ARGS, "--processes", "3"])
+    assert exit_info.value.code == 2
+    assert "--processes must equal torchrun's world size 2; got 3" in capsys.readouterr().err
