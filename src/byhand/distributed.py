@@ -32,6 +32,7 @@ fails or when the time runs out. Gloo serves the CPU, NCCL serves CUDA.
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing as mp
 import os
 import queue
@@ -57,28 +58,35 @@ from .losses import (
     cross_entropy_forward_backward,
 )
 from .train import Tensors, backward, batch_indices, evaluate, mlp, prepare, sgd_step, torch_mlp
+from .train import train_step as one_process_step
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "EpochRecord",
+    "Problem",
     "TrainConfig",
     "WorkerError",
     "all_reduce_gradients",
     "backend_for",
+    "compare_gradients",
     "counted_weight",
     "ddp_gradients",
     "fit",
     "flat_gradients",
+    "flat_parameters",
     "free_port",
     "global_cross_entropy",
     "init_from_environment",
     "launch",
     "launched_by_torchrun",
     "naive_cross_entropy",
+    "ring_all_reduce_bytes",
+    "ring_all_reduce_seconds",
     "run_in_environment_group",
     "shard",
     "train_mnist",
     "train_step",
+    "trajectory",
 ]
 
 DEFAULT_TIMEOUT = 120.0
@@ -261,6 +269,32 @@ def _stop(workers: list[Any]) -> None:
             worker.join()
 
 
+# ------------------------------------------------------------------------ the ring
+
+
+def ring_all_reduce_bytes(nbytes: float, processes: int) -> float:
+    r"""Bytes each rank sends (and receives) in a ring all-reduce of ``nbytes``: :math:`2\frac{P-1}{P}M`.
+
+    The vector is cut into :math:`P` chunks; :math:`P-1` steps of reduce-scatter and
+    :math:`P-1` steps of all-gather each pass one chunk of :math:`M/P` bytes to the
+    next rank on the ring.
+    """
+    if processes < 1:
+        raise ValueError(f"ring_all_reduce_bytes: processes must be positive; got {processes}")
+    return 2 * (processes - 1) / processes * nbytes
+
+
+def ring_all_reduce_seconds(nbytes: float, processes: int, bandwidth: float,
+                            latency: float) -> float:
+    r"""The ring's time on paper: :math:`2(P-1)\alpha + 2\frac{P-1}{P}\frac{M}{\beta}`.
+
+    ``bandwidth`` :math:`\beta` in bytes per second per rank and direction, ``latency``
+    :math:`\alpha` in seconds per step; :math:`2(P-1)` steps of one chunk each.
+    """
+    return (2 * (processes - 1) * latency
+            + ring_all_reduce_bytes(nbytes, processes) / bandwidth)
+
+
 # ---------------------------------------------------------------------------- shards
 
 
@@ -372,6 +406,67 @@ def ddp_gradients(model: Layer, x: Tensor, target: Tensor, weight: Tensor | None
     return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
 
 
+@dataclass
+class Problem:
+    """A batch for :func:`compare_gradients`: rows ``x``, targets, the network and the options."""
+
+    x: Tensor
+    target: Tensor
+    sizes: list[int]
+    seed: int = 0
+    weight: Tensor | None = None
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+
+    def options(self) -> dict[str, Any]:
+        return {"weight": self.weight, "ignore_index": self.ignore_index,
+                "label_smoothing": self.label_smoothing}
+
+
+def _parameter_gradient(model: Layer, x: Tensor, target: Tensor, loss: Callable[..., Any],
+                        options: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    value, grad = loss(model.forward(x), target, **options)
+    backward(model, grad)
+    return value, flat_gradients(model)
+
+
+def compare_gradients(problems: Sequence[Problem]) -> list[dict[str, Tensor]]:
+    """Worker: the parameter gradient of each problem, from one process and from all ranks.
+
+    Every rank builds the seeded network (:func:`byhand.train.mlp`) and computes the
+    one-process loss and flat gradient on the whole batch (``one``), then its
+    :func:`shard` of the rows gives the data-parallel ones: the global mean
+    (``global``), the average of per-rank means by hand (``naive``) and
+    ``DistributedDataParallel`` with ``F.cross_entropy`` (``ddp``); the last two are
+    left out when some rank has no rows (it has no mean). Also returned: each rank's
+    counted weight :math:`D_r` (``counted``, one entry per rank).
+    """
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    results = []
+    for problem in problems:
+        options = problem.options()
+        model = mlp(problem.sizes, dtype=problem.x.dtype, seed=problem.seed)
+        one_loss, one = _parameter_gradient(model, problem.x, problem.target,
+                                            cross_entropy_forward_backward, options)
+        mine = shard(torch.arange(len(problem.x)), rank, world_size)
+        x, target = problem.x[mine], problem.target[mine]
+        counted = torch.zeros(world_size, dtype=problem.x.dtype)
+        counted[rank] = counted_weight(model.forward(x), target, problem.weight,
+                                       problem.ignore_index)
+        dist.all_reduce(counted)
+        ours_loss, _ = _parameter_gradient(model, x, target, global_cross_entropy, options)
+        all_reduce_gradients(model)
+        result = {"one": one, "global": flat_gradients(model), "loss_one": one_loss,
+                  "loss_global": ours_loss, "counted": counted}
+        if len(problem.x) >= world_size:
+            naive_loss, _ = _parameter_gradient(model, x, target, naive_cross_entropy, options)
+            all_reduce_gradients(model)
+            result |= {"naive": flat_gradients(model), "loss_naive": naive_loss,
+                       "ddp": ddp_gradients(model, x, target, **options)}
+        results.append(result)
+    return results
+
+
 # ------------------------------------------------------------------------- training
 
 
@@ -396,6 +491,36 @@ def train_step(model: Layer, x: Tensor, y: Tensor, lr: float,
     _, grad_seconds = _timed(lambda: all_reduce_gradients(model, group), x.device)
     sgd_step(model, lr)
     return loss, loss_seconds + grad_seconds
+
+
+def flat_parameters(model: Layer) -> Tensor:
+    """Every parameter of ``model``, flattened into one new vector (in parameter order)."""
+    return torch.cat([param.reshape(-1) for param, _ in model.parameters()])
+
+
+def trajectory(x: Tensor, y: Tensor, sizes: Sequence[int], steps: int, batch_size: int,
+               lr: float, seed: int = 0) -> Tensor | None:
+    """The flat parameters before the first SGD step and after each of ``steps`` steps.
+
+    The network is :func:`byhand.train.mlp` seeded with ``seed``, in ``x``'s dtype, and
+    the batches follow the one-process order drawn from ``seed``, epoch after epoch.
+    Inside a process group every rank trains on its :func:`shard` of each batch with
+    :func:`train_step` and rank 0 returns the rows (the others ``None``); outside one,
+    a single process trains on whole batches (:func:`byhand.train.train_step`).
+    """
+    model = mlp(sizes, dtype=x.dtype, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    epochs = (batch_indices(len(x), batch_size, generator) for _ in itertools.count())
+    grouped = dist.is_available() and dist.is_initialized()
+    rows = [flat_parameters(model)]
+    for batch in itertools.islice(itertools.chain.from_iterable(epochs), steps):
+        if grouped:
+            mine = shard(batch)
+            train_step(model, x[mine], y[mine], lr)
+        else:
+            one_process_step(model, x[batch], y[batch], lr)
+        rows.append(flat_parameters(model))
+    return torch.stack(rows) if not grouped or dist.get_rank() == 0 else None
 
 
 @dataclass
