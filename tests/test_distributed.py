@@ -23,18 +23,23 @@ import torch.distributed as dist
 from byhand.distributed import (
     WorkerError,
     all_reduce_gradients,
+    backend_for,
     counted_weight,
     ddp_gradients,
     flat_gradients,
+    flat_parameters,
     free_port,
     global_cross_entropy,
     launch,
     naive_cross_entropy,
+    ring_all_reduce_bytes,
+    ring_all_reduce_seconds,
     shard,
+    trajectory,
 )
 from byhand.losses import cross_entropy_forward_backward
 from byhand.mnist import build_parser, main, run
-from byhand.train import backward, mlp
+from byhand.train import Tensors, backward, fit, mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 C = 5
@@ -146,6 +151,32 @@ def test_counted_weight_is_the_mean_denominator() -> None:
     assert abs(float(denominator - kwargs["weight"][target[keep]].sum())) <= 1e-14
     x, target, _ = _problem(7, {"prob": True})
     assert float(counted_weight(torch.zeros(7, C, 3), torch.zeros(7, C, 3))) == 21.0
+
+
+def test_ring_volume_and_time() -> None:
+    assert ring_all_reduce_bytes(1000, 1) == 0
+    assert ring_all_reduce_bytes(1000, 2) == 1000
+    assert ring_all_reduce_bytes(800, 8) == pytest.approx(1400)
+    # 2(P-1) steps of latency plus the volume over the bandwidth
+    assert ring_all_reduce_seconds(800, 8, 100.0, 0.5) == pytest.approx(14 * 0.5 + 1400 / 100)
+    with pytest.raises(ValueError, match="processes must be positive; got 0"):
+        ring_all_reduce_bytes(1, 0)
+
+
+def test_backend_follows_the_device() -> None:
+    assert backend_for("cpu") == "gloo" and backend_for("cuda:1") == "nccl"
+    with pytest.raises(ValueError, match="device must be 'cpu' \\(gloo\\) or 'cuda' \\(nccl\\); got 'meta'"):
+        backend_for("meta")
+
+
+def test_one_process_trajectory_is_fit() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 6, generator=gen, dtype=torch.float64), torch.randint(0, C, (50,), generator=gen)
+    rows = trajectory(x, y, [6, 4, C], steps=8, batch_size=16, lr=0.1, seed=2)
+    model = mlp([6, 4, C], dtype=torch.float64, seed=2)
+    fit(model, Tensors(x, y, x, y), epochs=2, batch_size=16, lr=0.1, seed=2, progress=False)
+    assert rows.shape == (9, 6 * 4 + 4 + 4 * C + C)
+    assert torch.equal(rows[-1], flat_parameters(model))
 
 
 def test_free_port_is_bindable() -> None:

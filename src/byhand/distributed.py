@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -180,7 +181,9 @@ def launch(fn: Callable[..., Any], args: Sequence[Any] = (), processes: int = 2,
     values of ``fn`` by rank. Raises :class:`WorkerError` as soon as a worker raises
     or dies, and when the workers have not all finished after ``timeout`` seconds;
     the other workers are then terminated, so nothing is left running.
-    ``collective_timeout`` bounds each collective (default: ``timeout``).
+    ``collective_timeout`` bounds each collective (default: ``timeout``, or
+    :data:`DEFAULT_TIMEOUT` when ``timeout`` is infinite), so a worker that hangs makes
+    the others fail after it even without an overall deadline.
     """
     if processes < 1:
         raise ValueError(f"launch: processes must be a positive integer; got {processes}")
@@ -190,10 +193,12 @@ def launch(fn: Callable[..., Any], args: Sequence[Any] = (), processes: int = 2,
     results = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // processes)
     port = free_port()
+    collective_timeout = collective_timeout or (timeout if math.isfinite(timeout)
+                                                else DEFAULT_TIMEOUT)
     workers = [context.Process(
         target=_worker, daemon=True, name=f"byhand-rank-{rank}",
         args=(fn, tuple(args), rank, processes, port, backend,
-              collective_timeout or timeout, threads, results))
+              collective_timeout, threads, results))
         for rank in range(processes)]
     for worker in workers:
         worker.start()

@@ -171,8 +171,7 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
             return None
     else:
         report = distributed.launch(distributed.train_mnist, (config,), _processes(args),
-                                    backend=backend, timeout=math.inf,
-                                    collective_timeout=distributed.DEFAULT_TIMEOUT)[0]
+                                    backend=backend, timeout=math.inf)[0]
     epochs = report["epochs"]
     train_seconds = sum(epoch["seconds"] for epoch in epochs)
     communication = sum(epoch["communication_seconds"] for epoch in epochs)
