@@ -77,6 +77,7 @@ __all__ = [
     "flat_parameters",
     "free_port",
     "global_cross_entropy",
+    "in_sequence",
     "init_from_environment",
     "launch",
     "launched_by_torchrun",
@@ -207,6 +208,14 @@ def launch(fn: Callable[..., Any], args: Sequence[Any] = (), processes: int = 2,
     finally:
         _stop(workers)
         results.close()
+
+
+def in_sequence(*calls: tuple[Callable[..., Any], Sequence[Any]]) -> list[Any]:
+    """Worker: run ``fn(*args)`` for each ``(fn, args)`` in turn, in one process group.
+
+    ``launch(in_sequence, ((f, a), (g, b)))`` pays for starting the processes once.
+    """
+    return [fn(*args) for fn, args in calls]
 
 
 def _collect(workers: list[Any], results: Any, timeout: float) -> list[Any]:
