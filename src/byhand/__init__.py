@@ -9,6 +9,7 @@ forward and ``*_backward`` functions live in :mod:`byhand.softmax` and
 from .autograd import cross_entropy, nll_loss
 from .check import assert_close, check_backward, compare, numerical_gradient
 from .device import pick_device
+from .distributed import all_reduce_gradients, global_cross_entropy
 from .losses import (
     cross_entropy_backward,
     cross_entropy_forward_backward,
@@ -29,12 +30,14 @@ from .softmax import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "all_reduce_gradients",
     "assert_close",
     "check_backward",
     "compare",
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
+    "global_cross_entropy",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",

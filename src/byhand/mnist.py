@@ -5,6 +5,8 @@ the last line on stdout is one JSON object with the settings and the results, e.
 
     python -m byhand.mnist --epochs 3 --hidden 256 --device cpu
     python -m byhand.mnist --dataset fashion --hidden 512 256 --limit 10000
+    python -m byhand.mnist --processes 2          # data parallel, spawned on 127.0.0.1
+    torchrun --nproc-per-node 2 -m byhand.mnist   # the same, started by torchrun
 
 The data are read by :func:`byhand.data.load_mnist` (``$BYHAND_DATA``, else
 ``~/.cache/byhand``, downloaded when missing).
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import data as byhand_data
+from . import distributed
 from .device import pick_device
 from .train import (
     DEFAULT_BATCH_SIZE,
@@ -95,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="data folder; without it $BYHAND_DATA, else ~/.cache/byhand")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--processes", type=_positive_int, default=None, metavar="P",
+                        help="train data-parallel on P processes of this machine, each on its "
+                             "shard of every batch (gloo on the CPU, NCCL on CUDA); under "
+                             "torchrun the default is its world size")
     return parser
 
 
@@ -125,6 +133,67 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_images": int(tensors.x_train.shape[0]),
         "test_images": int(tensors.x_test.shape[0]),
         "test_accuracy_per_epoch": history.test_accuracy,
+        "processes": 1,
+        "epoch_seconds": [round(t, 3) for t in history.seconds],
+        "communication_share": 0.0,
+    }
+
+
+def _processes(args: argparse.Namespace) -> int:
+    """How many processes train: ``--processes``, else torchrun's world size, else 1."""
+    if not distributed.launched_by_torchrun():
+        return args.processes or 1
+    world_size = int(os.environ["WORLD_SIZE"])
+    if args.processes not in (None, world_size):
+        raise ValueError(f"--processes must equal torchrun's world size {world_size}; "
+                         f"got {args.processes}")
+    return world_size
+
+
+def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train data-parallel (:mod:`byhand.distributed`) and return rank 0's JSON-ready results.
+
+    Spawns the workers on 127.0.0.1, or, under torchrun, is one of them; other ranks
+    than 0 return ``None``. A worker that fails, dies or hangs ends the run with a
+    :class:`~byhand.distributed.WorkerError` naming it.
+    """
+    device = pick_device(args.device)
+    backend = distributed.backend_for(device)
+    config = distributed.TrainConfig(
+        load=DATASETS[args.dataset], root=args.data, limit=args.limit, hidden=list(args.hidden),
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        device=device.type)
+    start = time.perf_counter()
+    if distributed.launched_by_torchrun():
+        rank, report = distributed.run_in_environment_group(distributed.train_mnist, (config,),
+                                                            device)
+        if rank:
+            return None
+    else:
+        report = distributed.launch(distributed.train_mnist, (config,), _processes(args),
+                                    backend=backend, timeout=math.inf)[0]
+    epochs = report["epochs"]
+    train_seconds = sum(epoch["seconds"] for epoch in epochs)
+    communication = sum(epoch["communication_seconds"] for epoch in epochs)
+    return {
+        "dataset": report["dataset"],
+        "test_accuracy": epochs[-1]["test_accuracy"],
+        "test_loss": epochs[-1]["test_loss"],
+        "train_loss": epochs[-1]["train_loss"],
+        "seconds": round(time.perf_counter() - start, 3),
+        "train_seconds": round(train_seconds, 3),
+        "epochs": len(epochs),
+        "device": report["device"],
+        "hidden": list(args.hidden),
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "train_images": report["train_images"],
+        "test_images": report["test_images"],
+        "test_accuracy_per_epoch": [epoch["test_accuracy"] for epoch in epochs],
+        "processes": report["processes"],
+        "epoch_seconds": [round(epoch["seconds"], 3) for epoch in epochs],
+        "communication_share": round(communication / train_seconds, 4),
     }
 
 
@@ -133,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = run(args)
+        result = run(args) if _processes(args) == 1 else run_processes(args)
+        if result is None:  # a torchrun worker other than rank 0
+            return 0
         _check_finite(result)
         line = json.dumps(result, allow_nan=False)
     except (RuntimeError, OSError, ValueError) as error:
