@@ -151,7 +151,7 @@ def _legend_below(ax, ncol: int = 1) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, frameon=False)
 
 
-def _ch09_grid(count: int, ncols: int, size: float = 1.25) -> tuple[Figure, list]:
+def _ch09_grid(count: int, ncols: int, size: float = 1.15) -> tuple[Figure, list]:
     """A grid of image axes, ``count`` cells in rows of ``ncols`` (at most 6), ticks off."""
     ncols = max(1, min(ncols, count, 6))
     nrows = -(-count // ncols)
@@ -173,7 +173,7 @@ def plot_digits(
     """Show 28x28 images in a grid of at most 6 columns; titles of ``wrong`` ones in red.
 
     ``images`` has shape ``(N, 28, 28)`` or ``(N, 784)`` (any dtype; shown in grey,
-    ink dark on white). Keep titles short: a cell is about 1.25 in wide.
+    ink dark on white). Keep titles short: a cell is about 1.15 in wide.
     """
     pictures = images.detach().to("cpu", torch.float32).reshape(images.shape[0], 28, 28)
     fig, axes = _ch09_grid(pictures.shape[0], ncols)
