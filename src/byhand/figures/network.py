@@ -239,7 +239,7 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
     diagonal stay visible next to the thousands of correct answers on it.
     """
     counts = matrix.detach().to("cpu", torch.int64)
-    fig, ax = plt.subplots(figsize=(6.4, 6.0), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5.6, 5.6), constrained_layout=True)
     ax.imshow(torch.log1p(counts.double()).numpy(), cmap="Blues")
     n = counts.shape[0]
     big = float(torch.log1p(counts.double()).max()) * 0.6
@@ -248,7 +248,7 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
             value = int(counts[t, p])
             if value:
                 dark = float(torch.log1p(torch.tensor(float(value)))) > big
-                ax.text(p, t, str(value), ha="center", va="center", fontsize=9,
+                ax.text(p, t, str(value), ha="center", va="center", fontsize=10.5,
                         color="white" if dark else "black")
     ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0,
                   ha="right" if max(map(len, classes)) > 2 else "center")
