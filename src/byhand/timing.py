@@ -10,7 +10,7 @@ come out per function:
 * **latency**, one call followed by a synchronisation (``fn(); synchronize()``), the
   time a caller waits for one step;
 * **throughput**, :math:`K` calls back to back and one synchronisation at the end, the
-  time per call when the device is kept busy (a training loop that never waits).
+  time per call when the device is kept busy (a loop that reads nothing back).
 
 On a CPU the two coincide up to noise. Each is summarised by the median and the
 interquartile range :math:`q_{75} - q_{25}` of the per-call times of all blocks, and the

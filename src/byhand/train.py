@@ -386,8 +386,8 @@ def train_epoch(
 
     Each minibatch goes through ``train_step(model, x, y, lr, loss_fn)``, or through
     ``step(x, y)`` when given (the autograd twin: :func:`torch_trainer`). The losses
-    stay on the device (one tensor of shape ``(steps,)``), so the loop never waits for
-    the device. ``progress`` shows a bar over the minibatches; ``on_step`` is called
+    stay on the device (one tensor of shape ``(steps,)``): the loop itself reads
+    nothing back from the device. ``progress`` shows a bar over the minibatches; ``on_step`` is called
     after every step (:func:`fit` advances its own bar with it).
     """
     if step is None:
