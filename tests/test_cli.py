@@ -55,7 +55,7 @@ def test_two_hidden_layers_and_limit(tiny, capsys):
     result = run_main(capsys, ["--epochs", "1", "--hidden", "16", "8", "--limit", "50",
                                "--no-progress"])
     assert result["hidden"] == [16, 8]
-    assert result["train_images"] == 50 and result["test_images"] == 50
+    assert result["train_images"] + result["valid_images"] == 50 and result["test_images"] == 50
 
 
 def test_progress_goes_to_stderr(tiny, capsys):
