@@ -112,7 +112,8 @@ def test_run_leaves_the_global_rng_alone_and_does_not_depend_on_it(tiny, capsys)
         results.append(run_main(capsys, argv))
         assert torch.equal(torch.get_rng_state(), before)
     assert results[0]["train_loss"] == results[1]["train_loss"]
-    assert results[0]["test_accuracy_per_epoch"] == results[1]["test_accuracy_per_epoch"]
+    assert results[0]["valid_accuracy_per_epoch"] == results[1]["valid_accuracy_per_epoch"]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
 
 
 def test_diverging_run_stops_with_a_clear_error_and_no_json(tiny, capsys):
