@@ -8,40 +8,6 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 
-def plot_weight_grads(grads: dict[str, Tensor], target: int) -> Figure:
-    r"""Heat maps of a ``Linear`` layer's ``weight.grad``, one panel per loss, side by side.
-
-    Each panel shows :math:`\partial L/\partial W_{qp}` for one loss, with the output
-    (class) :math:`q` down the rows and the input feature :math:`p` across, each cell
-    annotated with its value; the row of the target class ``target`` is labelled. All
-    panels share one symmetric colour scale, so a zero is white in every panel;
-    annotations on dark cells are drawn in white. The figure is at most 7 in wide.
-    """
-    if not grads:
-        raise ValueError("plot_weight_grads: grads must hold at least one gradient")
-    mats = {title: g.detach().cpu().double() for title, g in grads.items()}
-    vmax = max(float(m.abs().max()) for m in mats.values()) or 1.0
-    fig, axes = plt.subplots(
-        1, len(mats), figsize=(min(7.0, 3.5 * len(mats)), 3.4), squeeze=False, constrained_layout=True
-    )
-    for ax, (title, m) in zip(axes[0], mats.items(), strict=True):
-        ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
-        for q in range(m.shape[0]):
-            for p in range(m.shape[1]):
-                value = float(m[q, p])
-                colour = "white" if abs(value) > 0.6 * vmax else "black"
-                ax.text(p, q, f"{value:+.3f}", ha="center", va="center", fontsize=10, color=colour)
-        ax.set_xticks(range(m.shape[1]), [f"p = {p}" for p in range(m.shape[1])])
-        ax.set_yticks(
-            range(m.shape[0]),
-            [f"q = {q}" + (" (target)" if q == target else "") for q in range(m.shape[0])],
-        )
-        ax.set_xlabel("input feature $p$")
-        ax.set_ylabel("output class $q$")
-        ax.set_title(title)
-    return fig
-
-
 def plot_loss_runaway(nll_losses: list[float], ce_losses: list[float]) -> Figure:
     r"""Training curves of the same ``Linear`` layer under two losses, one panel each.
 
