@@ -9,18 +9,20 @@ import torch
 from byhand.figures.what_losses_compute import plot_ce_of_probabilities, plot_loss_runaway
 
 
-def test_loss_runaway_two_panels_with_curve_and_zero_line():
+def test_loss_runaway_two_stacked_panels_with_curve_and_zero_line():
     nll = [-0.5 * k for k in range(10)]
     ce = [1.0 / (k + 1) for k in range(10)]
     fig = plot_loss_runaway(nll, ce)
     assert len(fig.axes) == 2
+    top, bottom = fig.axes
+    assert top.get_position().y0 > bottom.get_position().y1  # stacked, one column
     for ax, losses in zip(fig.axes, (nll, ce), strict=True):
         assert len(ax.lines) == 2  # the curve and the zero line
         assert list(ax.lines[0].get_ydata()) == losses
-        assert ax.get_xlabel() == "SGD step"
+        assert ax.get_ylabel() == "training loss"
         assert ax.get_title()
-    assert fig.axes[0].get_ylabel() == "training loss"
-    assert fig.get_figwidth() <= 7.0
+    assert bottom.get_xlabel() == "SGD step"
+    assert fig.get_figwidth() <= 5.0
 
 
 def test_ce_of_probabilities_reference_curve_plus_one_per_entry():
@@ -40,4 +42,4 @@ def test_ce_of_probabilities_reference_curve_plus_one_per_entry():
     fig.canvas.draw()
     legend_box = ax.get_legend().get_window_extent()
     assert legend_box.y1 <= ax.get_window_extent().y0
-    assert fig.get_figwidth() <= 7.0
+    assert fig.get_figwidth() <= 5.0
