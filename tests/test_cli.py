@@ -131,7 +131,7 @@ def test_non_finite_results_never_reach_the_json(tiny, monkeypatch, capsys):
     real_run = byhand.mnist.run
 
     def run_with_an_infinite_figure(args):
-        return {**real_run(args), "test_accuracy_per_epoch": [0.5, float("inf")]}
+        return {**real_run(args), "valid_accuracy_per_epoch": [0.5, float("inf")]}
 
     monkeypatch.setattr(byhand.mnist, "run", run_with_an_infinite_figure)
     with pytest.raises(SystemExit) as exit_info:
@@ -139,7 +139,7 @@ def test_non_finite_results_never_reach_the_json(tiny, monkeypatch, capsys):
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "test_accuracy_per_epoch = [0.5, inf]" in captured.err
+    assert "valid_accuracy_per_epoch = [0.5, inf]" in captured.err
 
 
 def test_unavailable_device_is_an_error(tiny, monkeypatch, capsys):

@@ -544,8 +544,8 @@ class EpochRecord:
     seconds: float
     communication_seconds: float
     train_loss: float
-    test_loss: float
-    test_accuracy: float
+    valid_loss: float
+    valid_accuracy: float
 
 
 def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, seed: int,
@@ -553,7 +553,8 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
     """Data-parallel SGD: every epoch draws the one-process batch order from ``seed``
     (:func:`byhand.train.batch_indices`) and each rank trains on its :func:`shard` of
     every batch. The model follows the one-process run step for step; every rank
-    evaluates it on the whole test set after each epoch.
+    evaluates it on the whole validation set after each epoch (the test rows are left
+    for one evaluation at the end, as in :func:`byhand.train.fit`).
     """
     generator = torch.Generator().manual_seed(seed)
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
@@ -570,9 +571,9 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
             communication += seconds
         synchronize(device)
         elapsed = time.perf_counter() - start
-        test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
+        valid_loss, valid_accuracy = evaluate(model, data.x_valid, data.y_valid)
         records.append(EpochRecord(elapsed, communication, float(torch.stack(losses).mean()),
-                                   test_loss, test_accuracy))
+                                   valid_loss, valid_accuracy))
     return records
 
 
@@ -607,7 +608,8 @@ def train_mnist(config: TrainConfig) -> dict[str, Any]:
     """The worker of ``python -m byhand.mnist --processes P``: load, train, report.
 
     Every rank loads the dataset, builds the same seeded network and trains on its
-    shards. Returns the dataset name, the sizes, and the per-epoch records (as dicts).
+    shards. Returns the dataset name, the sizes, the per-epoch records (as dicts), and
+    the test loss and accuracy, measured once after the last epoch.
     """
     device = _rank_device(config.device)
     dataset = config.load(root=config.root)
@@ -615,9 +617,12 @@ def train_mnist(config: TrainConfig) -> dict[str, Any]:
     sizes = [data.x_train.shape[1], *config.hidden, len(dataset.classes)]
     model = mlp(sizes, device=device, seed=config.seed)
     records = fit(model, data, config.epochs, config.batch_size, config.lr, config.seed)
+    test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
     return {"dataset": dataset.name, "device": str(device),
             "processes": dist.get_world_size(),
-            "train_images": int(data.x_train.shape[0]), "test_images": int(data.x_test.shape[0]),
+            "train_images": int(data.x_train.shape[0]), "valid_images": int(data.x_valid.shape[0]),
+            "test_images": int(data.x_test.shape[0]),
             "epochs": [vars(record) for record in records],
+            "test_loss": test_loss, "test_accuracy": test_accuracy,
             "parameters": sum(p.numel() for p, _ in model.parameters()),
             "threads": torch.get_num_threads()}

@@ -186,8 +186,10 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
     communication = sum(epoch["communication_seconds"] for epoch in epochs)
     return {
         "dataset": report["dataset"],
-        "test_accuracy": epochs[-1]["test_accuracy"],
-        "test_loss": epochs[-1]["test_loss"],
+        "valid_accuracy": epochs[-1]["valid_accuracy"],
+        "test_accuracy": report["test_accuracy"],
+        "valid_loss": epochs[-1]["valid_loss"],
+        "test_loss": report["test_loss"],
         "train_loss": epochs[-1]["train_loss"],
         "seconds": round(time.perf_counter() - start, 3),
         "train_seconds": round(train_seconds, 3),
@@ -198,8 +200,9 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "train_images": report["train_images"],
+        "valid_images": report["valid_images"],
         "test_images": report["test_images"],
-        "test_accuracy_per_epoch": [epoch["test_accuracy"] for epoch in epochs],
+        "valid_accuracy_per_epoch": [epoch["valid_accuracy"] for epoch in epochs],
         "processes": report["processes"],
         "epoch_seconds": [round(epoch["seconds"], 3) for epoch in epochs],
         "communication_share": round(communication / train_seconds, 4),
