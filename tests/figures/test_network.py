@@ -190,3 +190,25 @@ def test_plot_loss_curves_marks_non_finite_steps():
     assert labels[1].startswith("broken: inf from step 2 (2 steps)")
     ticks = [line for line in ax.lines if line.get_marker() == "|"]
     assert len(ticks) == 1 and list(ticks[0].get_xdata()) == [2, 3]
+
+
+def test_chapter_8_figures_are_legible_at_phone_width() -> None:
+    """At most 5.6 in wide, so a 360 px phone shows them at two thirds of their size or
+    more, and no text under 10.5 pt: no label below about 9 px on the phone."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    u = torch.linspace(-5, 5, 11, dtype=torch.float64)
+    figures = [
+        plot_relu_subgradients({"F.relu(x)": 0.0, "x.clamp(min=0)": 1.0}),
+        plot_saturation(u, {"softmax": {"a": u.exp(), "b": (-u).exp()}}),
+        plot_true_class_recovery({"cross-entropy": u.exp(), "MSE": u.exp()}),
+        plot_twin_training({"a": [2.0, 1.0], "b": [2.0, 1.0]}, [1e-8, 2e-8], {"spacing": 6e-8}),
+    ]
+    for fig in figures:
+        try:
+            fig.canvas.draw()
+            sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+            assert fig.get_size_inches()[0] <= 5.6 and min(sizes) >= 10.5
+        finally:
+            plt.close(fig)
