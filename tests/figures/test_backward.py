@@ -300,7 +300,7 @@ def _smallest_font_and_width(fig: Figure) -> tuple[float, float]:
 
 def test_chapter_6_and_7_figures_are_legible_at_phone_width() -> None:
     """At most 5.6 in wide, so a 360 px phone shows them at two thirds of their size or
-    more, and no text under 10.5 pt: no label below about 9 px on the phone."""
+    more, and no text under 12 pt: no label below about 10 px on the phone."""
     unit = 8192 * 1000 * 4
     ref = torch.linspace(-1, 1, 12, dtype=torch.float64)
     figures = [
@@ -312,6 +312,6 @@ def test_chapter_6_and_7_figures_are_legible_at_phone_width() -> None:
     for fig in figures:
         try:
             smallest, width = _smallest_font_and_width(fig)
-            assert width <= 5.6 and smallest >= 10.5, (width, smallest)
+            assert width <= 5.6 and smallest >= 12, (width, smallest)
         finally:
             plt.close(fig)

@@ -194,7 +194,7 @@ def test_plot_loss_curves_marks_non_finite_steps():
 
 def test_chapter_8_figures_are_legible_at_phone_width() -> None:
     """At most 5.6 in wide, so a 360 px phone shows them at two thirds of their size or
-    more, and no text under 10.5 pt: no label below about 9 px on the phone."""
+    more, and no text under 12 pt: no label below about 10 px on the phone."""
     import matplotlib.pyplot as plt
     from matplotlib.text import Text
 
@@ -209,6 +209,6 @@ def test_chapter_8_figures_are_legible_at_phone_width() -> None:
         try:
             fig.canvas.draw()
             sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-            assert fig.get_size_inches()[0] <= 5.6 and min(sizes) >= 10.5
+            assert fig.get_size_inches()[0] <= 5.6 and min(sizes) >= 12
         finally:
             plt.close(fig)

@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from byhand.figures.backward import phone_legible
+
 
 def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 2.0) -> Figure:
     r"""ReLU and its derivative, with the value each formulation's backward uses at 0.
@@ -38,7 +40,7 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     right.set_ylabel(r"$\partial y / \partial x$")
     right.set_title("Its derivative")
     fig.legend(loc="outside lower center", ncol=1, fontsize=11)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_saturation(
@@ -82,7 +84,7 @@ def plot_saturation(
         ax.set_ylabel("gradient magnitude")
         ax.set_title(title)
         ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
@@ -101,7 +103,7 @@ def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
     ax.set_ylabel("probability of the true class")
     ax.set_title("Recovering from a confidently wrong prediction")
     fig.legend(loc="outside lower center", ncol=len(curves), fontsize=11)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_twin_training(
@@ -143,7 +145,7 @@ def plot_twin_training(
     right.set_title("How far apart the two models' parameters are")
     if reference:
         right.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    return fig
+    return phone_legible(fig)
 
 
 
