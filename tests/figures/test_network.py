@@ -217,3 +217,25 @@ def test_plot_time_to_accuracy_draws_every_run_against_seconds():
     assert ax_loss.lines[1].get_linestyle() == "--"
     labels = [text.get_text() for text in ax_acc.get_legend().get_texts()]
     assert labels == list(runs)
+
+
+def test_chapter_8_figures_are_legible_at_phone_width() -> None:
+    """At most 5.6 in wide, so a 360 px phone shows them at two thirds of their size or
+    more, and no text under 12 pt: no label below about 10 px on the phone."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    u = torch.linspace(-5, 5, 11, dtype=torch.float64)
+    figures = [
+        plot_relu_subgradients({"F.relu(x)": 0.0, "x.clamp(min=0)": 1.0}),
+        plot_saturation(u, {"softmax": {"a": u.exp(), "b": (-u).exp()}}),
+        plot_true_class_recovery({"cross-entropy": u.exp(), "MSE": u.exp()}),
+        plot_twin_training({"a": [2.0, 1.0], "b": [2.0, 1.0]}, [1e-8, 2e-8], {"spacing": 6e-8}),
+    ]
+    for fig in figures:
+        try:
+            fig.canvas.draw()
+            sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+            assert fig.get_size_inches()[0] <= 5.6 and min(sizes) >= 12
+        finally:
+            plt.close(fig)

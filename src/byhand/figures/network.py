@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from byhand.figures.backward import phone_legible
+
 
 def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 2.0) -> Figure:
     r"""ReLU and its derivative, with the value each formulation's backward uses at 0.
@@ -22,7 +24,7 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     if not limit > 0:
         raise ValueError(f"plot_relu_subgradients: limit must be positive; got {limit}")
     x = torch.linspace(-limit, limit, 401, dtype=torch.float64)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6.8, 4.4), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(5.6, 4.4), layout="constrained")
     left.plot(x.numpy(), torch.relu(x).numpy(), color="tab:blue")
     left.set_xlabel("$x$")
     left.set_ylabel(r"$\mathrm{relu}(x) = \max(x, 0)$")
@@ -37,8 +39,8 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     right.set_xlabel("$x$")
     right.set_ylabel(r"$\partial y / \partial x$")
     right.set_title("Its derivative")
-    fig.legend(loc="outside lower center", ncol=2, fontsize=10)
-    return fig
+    fig.legend(loc="outside lower center", ncol=1, fontsize=11)
+    return phone_legible(fig)
 
 
 def plot_saturation(
@@ -64,7 +66,7 @@ def plot_saturation(
         )
     u = logit.detach().cpu().double()
     fig, axes = plt.subplots(
-        len(panels), 1, figsize=(6.4, 4.6 * len(panels)), squeeze=False, layout="constrained"
+        len(panels), 1, figsize=(5.6, 4.6 * len(panels)), squeeze=False, layout="constrained"
     )
     for ax, (title, curves) in zip(axes[:, 0], panels.items(), strict=True):
         for label, values in curves.items():
@@ -81,8 +83,8 @@ def plot_saturation(
         ax.set_xlabel("logit of the true class")
         ax.set_ylabel("gradient magnitude")
         ax.set_title(title)
-        ax.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
-    return fig
+        ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    return phone_legible(fig)
 
 
 def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
@@ -93,15 +95,15 @@ def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
     """
     if not curves:
         raise ValueError("plot_true_class_recovery: curves must hold at least one curve")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.6, 4.2), layout="constrained")
     for label, values in curves.items():
         v = values.detach().cpu().double()
         ax.semilogy(range(v.numel()), v.numpy(), label=label)
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel("probability of the true class")
     ax.set_title("Recovering from a confidently wrong prediction")
-    fig.legend(loc="outside lower center", ncol=len(curves), fontsize=10)
-    return fig
+    fig.legend(loc="outside lower center", ncol=len(curves), fontsize=11)
+    return phone_legible(fig)
 
 
 def plot_twin_training(
@@ -119,7 +121,7 @@ def plot_twin_training(
     """
     if not losses:
         raise ValueError("plot_twin_training: losses must hold at least one curve")
-    fig, (left, right) = plt.subplots(2, 1, figsize=(6.4, 7.6), layout="constrained")
+    fig, (left, right) = plt.subplots(2, 1, figsize=(5.6, 7.6), layout="constrained")
     styles = ["-", "--", ":", "-."]
     for i, (label, values) in enumerate(losses.items()):
         left.plot(range(1, len(values) + 1), values, linestyle=styles[i % len(styles)],
@@ -127,7 +129,7 @@ def plot_twin_training(
     left.set_xlabel("SGD step")
     left.set_ylabel("training loss")
     left.set_title("Training loss")
-    left.legend(fontsize=9)
+    left.legend(fontsize=11)
     diffs = torch.tensor(max_param_diff, dtype=torch.float64)
     levels = [float(v) for v in diffs[diffs > 0]] + list((reference or {}).values())
     levels = [v for v in levels if v > 0]
@@ -142,8 +144,8 @@ def plot_twin_training(
     right.set_ylabel("max |difference|")
     right.set_title("How far apart the two models' parameters are")
     if reference:
-        right.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    return fig
+        right.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    return phone_legible(fig)
 
 
 
