@@ -28,7 +28,8 @@ _SURVEY_JS = """
 () => {
   // Open every collapsed solution and toggled block, so hidden equations are measured too.
   document.querySelectorAll('details').forEach(d => { d.open = true; });
-  document.querySelectorAll('.toggle-hidden, .toggle-details').forEach(el => el.classList.remove('toggle-hidden'));
+  document.querySelectorAll('.toggle-hidden')
+    .forEach(el => el.classList.remove('toggle-hidden'));
   const main = document.querySelector('main') || document.body;
   const visible = el => {
     const r = el.getBoundingClientRect();
