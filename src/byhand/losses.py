@@ -154,14 +154,13 @@ def _is_prob_target(input: Tensor, target: Tensor) -> bool:
 
 def _check_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
-    reduction: str, label_smoothing: float,
+    reduction: str, label_smoothing: float, fn: str = "cross_entropy",
 ) -> tuple[bool, bool]:
-    """Validate the arguments of :func:`cross_entropy`.
+    """Validate the arguments of :func:`cross_entropy`; errors are prefixed by ``fn``.
 
     Returns whether the targets are probabilities, and whether the call is the plain
     case: class indices, none ignored, no class weights, no label smoothing.
     """
-    fn = "cross_entropy"
     _check_reduction(fn, reduction)
     _check_input(fn, input)
     _check_label_smoothing(fn, label_smoothing)
@@ -313,13 +312,14 @@ def _softmax_inplace(x: Tensor) -> Tensor:
 
 
 def _prob_weights(target: Tensor, weight: Tensor | None, label_smoothing: float,
-                  like: Tensor) -> Tensor:
+                  like: Tensor, n_classes: int | None = None) -> Tensor:
     r"""The weighted, smoothed probability target :math:`q_{ic} = w_c\, t'_{ic}`.
 
     Here :math:`t' = (1-\varepsilon)t + \varepsilon/C`: the target mixed with the uniform
-    distribution over the :math:`C` classes.
+    distribution over the :math:`C` classes. ``n_classes`` is :math:`C` when ``target``
+    holds only a block of the classes (default: ``like.shape[1]``).
     """
-    n_classes = like.shape[1]
+    n_classes = like.shape[1] if n_classes is None else n_classes
     t = target.to(like.dtype)
     if label_smoothing > 0:
         t = t * (1 - label_smoothing) + label_smoothing / n_classes
