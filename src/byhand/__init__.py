@@ -9,6 +9,12 @@ forward and ``*_backward`` functions live in :mod:`byhand.softmax` and
 from .autograd import cross_entropy, nll_loss
 from .check import assert_close, check_backward, compare, numerical_gradient
 from .device import pick_device
+from .linear_cross_entropy import (
+    linear_cross_entropy,
+    linear_cross_entropy_backward,
+    linear_cross_entropy_forward_backward,
+    online_logsumexp,
+)
 from .losses import (
     cross_entropy_backward,
     cross_entropy_forward_backward,
@@ -35,6 +41,9 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
+    "linear_cross_entropy",
+    "linear_cross_entropy_backward",
+    "linear_cross_entropy_forward_backward",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
@@ -44,6 +53,7 @@ __all__ = [
     "nll_loss",
     "nll_loss_backward",
     "numerical_gradient",
+    "online_logsumexp",
     "pick_device",
     "softmax",
     "softmax_backward",

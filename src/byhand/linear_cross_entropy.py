@@ -155,15 +155,13 @@ def _check(
     return like, ignore_index, prob, plain
 
 
-def default_chunk_size(n_rows: int, in_features: int, n_classes: int) -> int:
-    r"""Rows per chunk when ``chunk_size`` is None.
+def default_chunk_size(n_rows: int, in_features: int) -> int:
+    r"""Rows per chunk when ``chunk_size`` is None: :math:`H/2`, at least 32, at most :math:`N`.
 
-    A chunk's logits then hold about as many numbers as the input itself
-    (:math:`\lceil N H / V \rceil` rows), but never fewer than 32 rows (or :math:`N`),
-    so that each matrix product keeps some work to do.
+    A chunk's logits, ``(chunk_size, V)``, are then at most half the size of the weight
+    gradient ``(V, H)`` that the call returns anyway, whatever the vocabulary size.
     """
-    rows = -(-n_rows * in_features // max(n_classes, 1))
-    return max(1, min(n_rows, max(rows, 32)))
+    return max(1, min(n_rows, max(32, in_features // 2)))
 
 
 def _spans(total: int, size: int) -> list[tuple[int, int]]:
@@ -295,7 +293,7 @@ def _run(
 ) -> tuple[Tensor, Grads]:
     """Per-row losses of a batched problem and, when ``g`` (one per row) is given, the gradients."""
     n_rows, n_classes = a.shape[0], w.shape[0]
-    chunk = opts["chunk_size"] or default_chunk_size(n_rows, a.shape[1], n_classes)
+    chunk = opts["chunk_size"] or default_chunk_size(n_rows, a.shape[1])
     online = opts["vocab_chunk_size"] is not None and opts["vocab_chunk_size"] < n_classes
     rows_fn = _rows_online if online else _rows_whole_vocab
     with_grad = g is not None
