@@ -83,7 +83,8 @@ def test_same_seed_same_result(tiny, capsys):
         (["--lr", "fast"], "expected a positive finite number; got 'fast'"),
         (["--lr", "inf"], "expected a positive finite number"),
         (["--lr", "nan"], "expected a positive finite number"),
-        (["--seed", "-1"], "expected an integer >= 0"),
+        (["--seed", "-1"], "expected an integer from 0 to 2**64 - 1; got -1"),
+        (["--seed", str(2**64)], f"expected an integer from 0 to 2**64 - 1; got {2**64}"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--limit", "0"], "expected a positive integer"),
@@ -96,12 +97,67 @@ def test_bad_arguments_fail_with_a_clear_message(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_largest_seed_is_accepted(tiny, capsys):
+    result = run_main(capsys, ["--epochs", "1", "--hidden", "8", "--no-progress",
+                               "--seed", str(2**64 - 1)])
+    assert result["seed"] == 2**64 - 1
+
+
+def test_run_leaves_the_global_rng_alone_and_does_not_depend_on_it(tiny, capsys):
+    argv = ["--epochs", "1", "--hidden", "8", "--no-progress", "--seed", "5", "--device", "cpu"]
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        results.append(run_main(capsys, argv))
+        assert torch.equal(torch.get_rng_state(), before)
+    assert results[0]["train_loss"] == results[1]["train_loss"]
+    assert results[0]["test_accuracy_per_epoch"] == results[1]["test_accuracy_per_epoch"]
+
+
+def test_diverging_run_stops_with_a_clear_error_and_no_json(tiny, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--epochs", "2", "--hidden", "16", "--lr", "1e6", "--no-progress", "--device", "cpu"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    line, = captured.err.splitlines()
+    assert line.startswith("python -m byhand.mnist: error: training diverged: ")
+    assert "test_loss = nan" in line and "try a smaller --lr (this run used 1000000.0)" in line
+
+
+def test_non_finite_results_never_reach_the_json(tiny, monkeypatch, capsys):
+    real_run = byhand.mnist.run
+
+    def run_with_an_infinite_figure(args):
+        return {**real_run(args), "test_accuracy_per_epoch": [0.5, float("inf")]}
+
+    monkeypatch.setattr(byhand.mnist, "run", run_with_an_infinite_figure)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--epochs", "1", "--hidden", "8", "--no-progress"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "test_accuracy_per_epoch = [0.5, inf]" in captured.err
+
+
 def test_unavailable_device_is_an_error(tiny, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exit_info:
         main(["--device", "cuda", "--no-progress"])
     assert exit_info.value.code == 2
     assert "'cuda' was requested but is not available" in capsys.readouterr().err
+
+
+def test_unreadable_data_is_an_error(monkeypatch, capsys):
+    def unreadable(root=None, download=True):
+        raise PermissionError(13, "Permission denied", "/data/mnist")
+
+    monkeypatch.setitem(byhand.mnist.DATASETS, "mnist", unreadable)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-progress"])
+    assert exit_info.value.code == 2
+    assert "Permission denied: '/data/mnist'" in capsys.readouterr().err
 
 
 def test_missing_data_is_an_error(monkeypatch, capsys):

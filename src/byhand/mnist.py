@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import torch
 
 from . import data as byhand_data
 from .device import pick_device
@@ -56,7 +55,7 @@ def _checked(convert: Callable[[str], Any], accept: Callable[[Any], bool],
 
 
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
-_nonnegative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_seed = _checked(int, lambda v: 0 <= v < 2**64, "an integer from 0 to 2**64 - 1")
 _positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive finite number")
 
 
@@ -85,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rows per minibatch")
     parser.add_argument("--lr", type=_positive_float, default=DEFAULT_LR,
                         help="SGD learning rate")
-    parser.add_argument("--seed", type=_nonnegative_int, default=DEFAULT_SEED,
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
                         help="seed of the initial weights and of the batch order")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
                         help="where to train; auto picks cuda, then mps, then cpu")
@@ -102,7 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load the data, train, and return the JSON-ready results."""
     device = pick_device(args.device)
-    torch.manual_seed(args.seed)
     dataset = DATASETS[args.dataset](root=args.data)
     tensors = prepare(dataset, device=device, limit=args.limit)
     sizes = [tensors.x_train.shape[1], *args.hidden, len(dataset.classes)]
@@ -136,10 +134,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = run(args)
-    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        _check_finite(result)
+        line = json.dumps(result, allow_nan=False)
+    except (RuntimeError, OSError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(json.dumps(result), flush=True)
+    print(line, flush=True)
     return 0
+
+
+def _check_finite(result: dict[str, Any]) -> None:
+    """Raise if a number in ``result`` is NaN or infinite: training diverged, and JSON has no NaN."""
+    bad = [f"{key} = {value}" for key, value in result.items()
+           if any(isinstance(v, float) and not math.isfinite(v)
+                  for v in (value if isinstance(value, list) else [value]))]
+    if bad:
+        raise RuntimeError(f"training diverged: {', '.join(bad)}; try a smaller --lr "
+                           f"(this run used {result['lr']})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from byhand.plots import plot_ce_of_probabilities, plot_loss_runaway, plot_weight_grads
+from byhand.figures.what_losses_compute import plot_ce_of_probabilities, plot_loss_runaway, plot_weight_grads
 
 
 def test_weight_grads_one_panel_per_loss_with_every_entry_annotated():

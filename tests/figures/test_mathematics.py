@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 import byhand
-from byhand import plots
+from byhand.figures import mathematics as plots
 
 
 def visible_axes(fig: Figure) -> list:

@@ -1,0 +1,139 @@
+"""Figures of the part "The mathematics" (chapters 2-4): one function per figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+
+def _diverging_image(ax, matrix: Tensor, title: str, annotate: bool = False):
+    """Draw ``matrix`` with zero as white, negative blue and positive red."""
+    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.ticker import MaxNLocator
+
+    values = matrix.detach().to(torch.float64).cpu()
+    limit = float(values.abs().max()) or 1.0
+    cmap = LinearSegmentedColormap.from_list("blue_white_red", ["#2166ac", "#ffffff", "#b2182b"])
+    image = ax.imshow(values.numpy(), cmap=cmap, vmin=-limit, vmax=limit,
+                      interpolation="nearest")
+    ax.set_title(title)
+    for axis, count in ((ax.yaxis, values.shape[0]), (ax.xaxis, values.shape[1])):
+        if count <= 12:
+            axis.set_ticks(range(count))
+        else:
+            axis.set_major_locator(MaxNLocator(integer=True))
+    if annotate:
+        for row in range(values.shape[0]):
+            for col in range(values.shape[1]):
+                value = float(values[row, col])
+                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value) > 0.6 * limit else "black")
+    return image
+
+
+def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None = None) -> Figure:
+    r"""Heat maps of Jacobians, one ``(title, J)`` pair per panel, two panels a row.
+
+    Each ``J`` is 2-D with ``J[i, p]`` the derivative of output :math:`i` with respect
+    to input :math:`p` (flatten tensor-valued inputs and outputs first). Zero entries
+    are white, so the sparsity pattern (a diagonal, a row, blocks) is what one sees.
+    """
+    if not panels:
+        raise ValueError("plot_jacobian_patterns needs at least one (title, J) panel")
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.9 * nrows),
+                             squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax, (name, jac) in zip(flat, panels, strict=False):
+        if jac.dim() != 2:
+            raise ValueError(f"panel {name!r}: J must be 2-D; got shape {tuple(jac.shape)}")
+        image = _diverging_image(ax, jac, name)
+        ax.set_xlabel("input index $p$ (flattened)")
+        ax.set_ylabel("output index $i$ (flattened)")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_softmax_jacobian(logits: Tensor) -> Figure:
+    r"""The probabilities :math:`s = \operatorname{softmax}(x)` and the Jacobian
+    :math:`J_{ij} = s_i(\delta_{ij} - s_j)` of a 1-D logit vector, as a bar chart and a heat map."""
+    from ..softmax import softmax, softmax_jacobian
+
+    x = logits.detach().to(torch.float64).cpu()
+    if x.dim() != 1:
+        raise ValueError(f"logits must be 1-D; got shape {tuple(x.shape)}")
+    s, jac = softmax(x), softmax_jacobian(x)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.3), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 1.25]})
+    positions = list(range(x.numel()))
+    left.bar(positions, s.numpy(), color="tab:blue")
+    for p in positions:
+        left.annotate(f"$x_{{{p}}}$={float(x[p]):.1f}", (p, float(s[p])), ha="center",
+                      va="bottom", fontsize=7)
+    left.set_xticks(positions)
+    left.set_xlabel("class $i$")
+    left.set_ylabel("probability $s_i$")
+    left.set_title("softmax of the logits")
+    image = _diverging_image(right, jac, r"$J_{ij} = s_i(\delta_{ij} - s_j)$",
+                             annotate=x.numel() <= 10)
+    right.set_xticks(positions)
+    right.set_yticks(positions)
+    right.set_xlabel("input $x_j$")
+    right.set_ylabel("output $s_i$")
+    fig.colorbar(image, ax=right, shrink=0.85)
+    return fig
+
+
+def plot_vjp_timing(sizes: list[int], seconds: dict[str, list[float]]) -> Figure:
+    """Measured time per call against the vector length ``n``, log-log, one line per method."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), layout="constrained")
+    for (name, times), marker in zip(seconds.items(), "osd^v", strict=False):
+        ax.loglog(sizes, times, marker=marker, label=name)
+    ax.set_xlabel("length $n$ of the logit vector")
+    ax.set_ylabel("seconds per call (best of repeats)")
+    ax.set_title("Softmax backward: Jacobian product vs $O(n)$ formula")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_log_softmax_error(panels: dict[str, tuple[Tensor, dict[str, Tensor]]], eps: float,
+                           floor: float = 1e-10) -> Figure:
+    r"""Relative error against the logit gap, log scale, one panel per output entry.
+
+    ``panels`` maps a panel title to ``(gaps, {method name: relative errors})``, one
+    error per gap. Errors below ``floor`` (exact results included) are drawn at
+    ``floor``; infinite or NaN errors are drawn as crosses on the top edge. The dashed
+    line is the unit roundoff ``eps / 2`` of the dtype.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2),
+                             squeeze=False, layout="constrained", sharey=True)
+    ceiling = 10.0
+    for ax, (title, (gaps, curves)) in zip(axes[0], panels.items(), strict=True):
+        x = gaps.detach().to(torch.float64).cpu()
+        for (name, err), style in zip(curves.items(), ["-", "--", ":", "-."], strict=False):
+            e = err.detach().to(torch.float64).cpu()
+            finite = torch.isfinite(e)
+            shown = e.clamp(min=floor, max=ceiling)
+            (line,) = ax.semilogy(x[finite].numpy(), shown[finite].numpy(), style, label=name)
+            if (~finite).any():
+                ax.semilogy(x[~finite].numpy(), [ceiling] * int((~finite).sum()), "x",
+                            color=line.get_color(), label=f"{name}: inf or NaN")
+        ax.axhline(eps / 2, color="gray", linestyle="--", linewidth=0.8,
+                   label="unit roundoff")
+        ax.set_ylim(floor / 2, ceiling * 3)
+        ax.set_xlabel(r"logit gap $d$")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"relative error (below {floor:.0e} drawn at {floor:.0e})")
+    return fig
+
+
