@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import runpy
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 
 import byhand
 from byhand.linear_cross_entropy import default_chunk_size
-from byhand.memory import peak_bytes
+from byhand.memory import allocation_timeline, peak_bytes
 
 TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6}, torch.float64: {"rtol": 1e-10, "atol": 1e-12}}
 
@@ -322,3 +324,31 @@ def test_target_or_class_weight_that_requires_grad_is_refused() -> None:
 def test_forward_backward_wants_a_scalar_loss() -> None:
     with pytest.raises(ValueError, match="'mean' or 'sum'"):
         byhand.linear_cross_entropy_forward_backward(A, W, Y, reduction="none")
+
+
+# ----------------------------------------------------------- measurement and benchmark
+
+
+def test_peak_bytes_sees_what_a_call_holds_at_once() -> None:
+    def two_buffers():
+        a = torch.ones(1000)  # 4,000 bytes
+        b = torch.ones(2000)  # 8,000 bytes, while a is alive
+        del a
+        return b
+
+    assert peak_bytes(two_buffers) == 12_000
+    times, held = allocation_timeline(two_buffers)
+    assert held == [4_000, 12_000, 8_000] and times == sorted(times)
+
+
+def test_benchmark_case_reports_the_three_contestants_and_their_ratios() -> None:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "linear_cross_entropy.py"
+    bench = runpy.run_path(str(path))
+    case = bench["run_case"](64, 16, 256, torch.device("cpu"), repeats=1, seed=0)
+    assert set(case["median_s"]) == set(case["peak_bytes"]) == {
+        "naive", "byhand", "torch_auto", "torch_same"}
+    assert case["peak_bytes"]["naive"] >= 2 * case["logits_bytes"]
+    assert case["memory_byhand_over_naive"] == (case["peak_bytes"]["byhand"]
+                                                / case["peak_bytes"]["naive"])
+    assert case["byhand_chunk_size"] == 32 and case["torch_auto_chunk_size"] >= 1
+    assert max(case["max_abs_diff_vs_naive"].values()) < 1e-4

@@ -20,7 +20,7 @@ import torch
 
 from .device import synchronize
 
-__all__ = ["memory_method", "peak_bytes"]
+__all__ = ["allocation_timeline", "memory_method", "peak_bytes"]
 
 
 def _peak_bytes_cuda(fn: Callable[[], Any], device: torch.device) -> int:
@@ -48,7 +48,12 @@ def _quiet_fd2() -> Iterator[None]:
         os.close(saved)
 
 
-def _peak_bytes_cpu(fn: Callable[[], Any]) -> int:
+def allocation_timeline(fn: Callable[[], Any]) -> tuple[list[float], list[int]]:
+    """Bytes held above the starting point after each CPU allocation or free during ``fn()``.
+
+    Returns the times (seconds since the first event) and the running sums. The profiler
+    records the events of PyTorch's CPU allocator only, so use it on CPU tensors.
+    """
     from torch.profiler import ProfilerActivity, profile
 
     with warnings.catch_warnings(), _quiet_fd2():
@@ -61,11 +66,12 @@ def _peak_bytes_cpu(fn: Callable[[], Any]) -> int:
         if e.name() == "[memory]"
     )
     del out
-    live = peak = 0
-    for _, nbytes in events:
+    times, held, live = [], [], 0
+    for start_ns, nbytes in events:
         live += nbytes
-        peak = max(peak, live)
-    return int(peak)
+        times.append((start_ns - events[0][0]) * 1e-9)
+        held.append(live)
+    return times, held
 
 
 def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
@@ -77,7 +83,7 @@ def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int
     device = torch.device(device)
     if device.type == "cuda":
         return _peak_bytes_cuda(fn, device)
-    return _peak_bytes_cpu(fn)
+    return max([0, *allocation_timeline(fn)[1]])
 
 
 def memory_method(device: torch.device | str = "cpu") -> str:
