@@ -14,7 +14,8 @@ SWEEP = {"x": [256, 512, 1024], "xlabel": "N",
 
 
 def test_scaling_draws_every_value_on_log_axes_with_one_legend() -> None:
-    fig = plot_scaling([SWEEP, {**SWEEP, "xlabel": "V"}], legend_names={"byhand": "ours"})
+    fig = plot_scaling([SWEEP, {**SWEEP, "xlabel": "V", "name": "the vocabulary"}],
+                       legend_names={"byhand": "ours"})
     assert len(fig.axes) == 4
     memory, time = fig.axes[0], fig.axes[1]
     assert memory.get_yscale() == "log" and memory.get_xscale() == "log"
@@ -25,6 +26,8 @@ def test_scaling_draws_every_value_on_log_axes_with_one_legend() -> None:
         assert ax.get_legend() is None  # the legend sits above the panels, off the data
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["naive", "ours"]
     assert fig.get_figwidth() <= 7.0
+    assert memory.get_title() == "Memory as N grows"
+    assert fig.axes[3].get_title() == "Time as the vocabulary grows"
 
 
 def test_scaling_rejects_mismatched_lengths_and_no_sweeps() -> None:

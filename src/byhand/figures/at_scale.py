@@ -30,7 +30,8 @@ def plot_scaling(
     """Peak extra memory (left) and time (right) of each contestant, one row per sweep.
 
     Each sweep holds ``x`` (the sizes along the sweep), ``xlabel``, ``peak_bytes`` and
-    ``seconds`` (contestant name to one value per size). Both axes are logarithmic, so
+    ``seconds`` (contestant name to one value per size), and optionally ``name``, the
+    short name of what grows, for the titles (default: ``xlabel``). Both axes are logarithmic, so
     a quantity proportional to the size is a straight line of slope 1. The legend sits
     above the panels; ``legend_names`` maps a contestant to its label.
     """
@@ -53,7 +54,8 @@ def plot_scaling(
             ax.set_yscale("log")
             ax.set_xlabel(str(sweep["xlabel"]))
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{'Memory' if key == 'peak_bytes' else 'Time'}, {sweep['xlabel']} grows")
+            what = "Memory" if key == "peak_bytes" else "Time"
+            ax.set_title(f"{what} as {sweep.get('name', sweep['xlabel'])} grows")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
                frameon=False)
