@@ -16,7 +16,9 @@ For each (N, H, V) the script first checks that every contestant gives naive's l
 and gradients, then reports the median wall time over interleaved repeats (after a
 warm-up call), and the peak extra memory of one call measured the same way for all
 (see ``memory_method`` in the output), with the ratios to naive's and to PyTorch's.
-It prints exactly one JSON line. ``--quick`` runs small sizes with few repeats.
+It prints exactly one JSON line on stdout (and one progress line per case on stderr).
+``--quick`` runs small sizes with few repeats; ``--sizes 4096x512x32768 ...`` picks the
+cases; ``--threads 1`` gives steadier times on a machine shared with other work.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -154,23 +157,37 @@ def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,
     }
 
 
+def _size(text: str) -> tuple[int, int, int]:
+    try:
+        n, h, v = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a size is NxHxV, e.g. 4096x512x32768; got {text!r}") from None
+    return n, h, v
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per contestant")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", nargs="+", type=_size, default=None, metavar="NxHxV",
+                        help="the cases to run instead of the default ones, e.g. 4096x512x32768")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for the CPU (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = byhand.pick_device(args.device)
-    cases = QUICK_CASES if args.quick else FULL_CASES
+    cases = args.sizes or (QUICK_CASES if args.quick else FULL_CASES)
     repeats = args.repeats or (3 if args.quick else 5)
     torch.manual_seed(args.seed)
 
-    results = [run_case(n, h, v, device, repeats, args.seed) for n, h, v in cases]
+    results = []
+    for n, h, v in cases:
+        results.append(run_case(n, h, v, device, repeats, args.seed))
+        print(f"done: N={n}, H={h}, V={v}", file=sys.stderr, flush=True)
     report = {
         "benchmark": "linear_cross_entropy",
         "what": "forward + backward of linear + mean cross-entropy (float32, no bias): "
