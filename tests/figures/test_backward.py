@@ -11,8 +11,11 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from byhand.figures.backward import (
+    _CE_EDGES,
+    _CE_NODES,
     ours_vs_reference_gallery,
     plot_ce_gradient_bars,
+    plot_ce_graph,
     plot_fp16_limits,
     plot_gradient_vs_true_logit,
     plot_smoothed_target,
@@ -35,7 +38,8 @@ def test_gradient_bars_show_softmax_onehot_and_their_difference():
     logits = torch.tensor([1.5, -0.3, 0.8, 2.1, 0.0])
     fig = plot_ce_gradient_bars(logits, target=2)
     (ax,) = fig.axes
-    _assert_labelled(ax)
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert fig.get_size_inches()[0] <= 7.0
     assert len(ax.patches) == 3 * 5
     s = torch.softmax(logits.double(), dim=0)
     onehot = F.one_hot(torch.tensor(2), 5).double()
@@ -43,7 +47,8 @@ def test_gradient_bars_show_softmax_onehot_and_their_difference():
     torch.testing.assert_close(_bar_heights(ax, 1, 5), onehot)
     torch.testing.assert_close(_bar_heights(ax, 2, 5), s - onehot)
     assert "(y)" in ax.get_xticklabels()[2].get_text()
-    assert [t.get_text() for t in ax.get_legend().get_texts()][2].startswith("gradient")
+    assert ax.get_legend() is None and len(fig.legends) == 1   # the legend sits outside the axes
+    assert [t.get_text() for t in fig.legends[0].get_texts()][2].startswith("gradient")
 
 
 def test_gradient_bars_sum_to_zero_for_any_target():
@@ -75,8 +80,9 @@ def test_sweep_draws_every_class_and_the_loss():
     values = torch.linspace(-3.0, 5.0, 33)
     fig = plot_gradient_vs_true_logit(logits, target=1, values=values)
     ax, loss_ax = fig.axes
-    _assert_labelled(ax)
+    assert ax.get_xlabel() and ax.get_ylabel()
     assert loss_ax.get_ylabel()
+    assert fig.get_size_inches()[0] <= 7.0
     assert len(ax.lines) == 4 + 1  # one curve per class and the zero line
     x = logits.double().repeat(33, 1)
     x[:, 1] = values.double()
@@ -96,6 +102,78 @@ def test_sweep_rejects_a_single_point():
         plot_gradient_vs_true_logit(torch.zeros(3), 0, torch.zeros(1))
 
 
+
+def _graph_texts(fig):
+    return {t.get_gid(): t for t in fig.axes[0].texts if t.get_gid()}
+
+
+def test_ce_graph_draws_every_node_edge_and_gradient():
+    fig = plot_ce_graph()
+    try:
+        texts = _graph_texts(fig)
+        for name, (_col, _row, formula, grad) in _CE_NODES.items():
+            assert texts[f"node-{name}"].get_text() == formula
+            assert texts[f"grad-{name}"].get_text() == grad
+        for parent, child, local in _CE_EDGES:
+            assert texts[f"edge-{parent}-{child}"].get_text() == local
+        arrows = [c for c in fig.axes[0].get_children()
+                  if type(c).__name__ == "Annotation" and c.arrow_patch is not None]
+        assert len(arrows) == len(_CE_EDGES)
+        assert fig.get_size_inches()[0] <= 7.0   # a narrow, tall figure for a phone
+        assert fig.get_size_inches()[1] > fig.get_size_inches()[0]
+    finally:
+        plt.close(fig)
+
+
+def test_ce_graph_is_a_forward_chain_whose_labels_are_the_true_derivatives():
+    # The edges form the forward: x first, L last, every node reached.
+    parents = {child for _p, child, _l in _CE_EDGES}
+    assert set(_CE_NODES) - parents == {"x"}
+    assert {p for p, _c, _l in _CE_EDGES} == set(_CE_NODES) - {"L"}
+    # Each drawn node gradient equals autograd's for a concrete batch.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([2, 0, 3])
+    m = x.max(dim=1, keepdim=True).values
+    u = x - m
+    e = u.exp()
+    z = e.sum(dim=1, keepdim=True)
+    lam = z.log()
+    ell = u - lam
+    per_sample = -ell[torch.arange(3), y]
+    nodes = {"m": m, "u": u, "e": e, "Z": z, "lam": lam, "ell": ell, "Ln": per_sample}
+    for t in nodes.values():
+        t.retain_grad()
+    per_sample.mean().backward()
+    s = torch.softmax(x.detach(), dim=1)
+    onehot = F.one_hot(y, 4).double()
+    expected = {
+        "x": (s - onehot) / 3, "u": (s - onehot) / 3, "m": torch.zeros(3, 1, dtype=torch.float64),
+        "e": (1 / (3 * z.detach())).expand(3, 4), "Z": 1 / (3 * z.detach()),
+        "lam": torch.full((3, 1), 1 / 3, dtype=torch.float64), "ell": -onehot / 3,
+        "Ln": torch.full((3,), 1 / 3, dtype=torch.float64),
+    }
+    torch.testing.assert_close(x.grad, expected["x"])
+    for name, node in nodes.items():
+        torch.testing.assert_close(node.grad, expected[name], atol=1e-15, rtol=1e-12)
+
+
+def test_ce_graph_labels_do_not_overlap():
+    fig = plot_ce_graph()
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        texts = [t for t in fig.axes[0].texts if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        width, height = fig.canvas.get_width_height()
+        for t, box in zip(texts, boxes, strict=True):
+            assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, t.get_text()
+        for i, (a, box_a) in enumerate(zip(texts, boxes, strict=True)):
+            for b, box_b in zip(texts[i + 1:], boxes[i + 1:], strict=True):
+                assert not box_a.overlaps(box_b), (a.get_text(), b.get_text())
+    finally:
+        plt.close(fig)
+
 def test_smoothed_target_bars_without_and_with_weights():
     fig = plot_smoothed_target(target=1, n_classes=4, label_smoothing=0.2)
     (ax,) = fig.axes
@@ -112,6 +190,9 @@ def test_smoothed_target_bars_without_and_with_weights():
     q = _bar_heights(ax, 2, 4)
     expected = 0.8 * 2.0 * F.one_hot(torch.tensor(1), 4).double() + 0.05 * w.double()
     torch.testing.assert_close(q, expected)
+    # the legend sits below the axes, off the bars
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    assert fig.get_size_inches()[0] <= 7.0
 
 
 @pytest.mark.parametrize(
@@ -170,6 +251,9 @@ def test_saved_bytes_bars_labels_and_annotations() -> None:
         texts = [t.get_text() for t in ax.texts]
         assert any("93.8 MiB" in t and "3.00×" in t for t in texts)
         assert len(ax.patches) == 3
+        # the N×C line is labelled in place, not by a legend over the bars
+        assert ax.get_legend() is None and "one N×C tensor" in texts
+        assert fig.get_size_inches()[0] <= 7.0
     finally:
         plt.close(fig)
 
@@ -193,6 +277,7 @@ def test_gallery_one_panel_per_case_and_nan_note() -> None:
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in visible)
         assert any("12 of 12" in t.get_text() for t in visible[2].texts)
         assert len(fig.axes) == 4 and not fig.axes[3].get_visible()
+        assert fig.get_size_inches()[0] <= 7.0
     finally:
         plt.close(fig)
 

@@ -29,10 +29,22 @@ def test_plot_jacobian_patterns_draws_one_panel_per_jacobian():
         assert [ax.get_title() for ax in axes] == ["diagonal", "row", "softmax"]
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in axes)
         assert fig.get_suptitle() == "patterns"
+        assert fig.get_figwidth() <= 7.0
         # zero maps to the middle of a symmetric colour range, so it is drawn white
         image = axes[0].images[0]
         low, high = image.get_clim()
         assert low == -high
+    finally:
+        plt.close(fig)
+
+
+def test_plot_jacobian_patterns_keeps_few_ticks_on_a_large_jacobian():
+    fig = plots.plot_jacobian_patterns([("12 x 12", torch.eye(12)), ("row", torch.ones(1, 8))])
+    try:
+        ax, row = visible_axes(fig)
+        assert list(row.get_yticks()) == [0]
+        assert list(ax.get_xticks()) == [0, 3, 6, 9]
+        assert not [a for a in fig.axes if a.get_label() == "<colorbar>"]
     finally:
         plt.close(fig)
 

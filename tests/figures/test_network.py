@@ -39,8 +39,11 @@ def test_relu_subgradients_marks_each_choice_at_zero():
     markers = [line for line in right.lines if line.get_linestyle() == "None"]
     assert [float(m.get_ydata()[0]) for m in markers] == [0.0, 1.0, 0.5]
     assert all(float(m.get_xdata()[0]) == 0.0 for m in markers)
-    legend = [t.get_text() for t in right.get_legend().get_texts()]
+    # the legend sits below the panels, off the markers it describes
+    assert right.get_legend() is None and len(fig.legends) == 1
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "clamp: 1 at 0" in legend and "maximum: 0.5 at 0" in legend
+    assert fig.get_size_inches()[0] <= 7.0
 
 
 def test_relu_subgradients_rejects_bad_arguments():
@@ -69,6 +72,11 @@ def test_saturation_one_log_panel_per_entry():
     shaded = [len(ax.patches) for ax in fig.axes]
     assert shaded == [1, 0]
     assert "p < 1%" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    # panels are stacked for a narrow column, each legend below its axes (off the data)
+    assert fig.get_size_inches()[0] <= 7.0
+    assert fig.axes[0].get_position().y0 > fig.axes[1].get_position().y1
+    for ax in fig.axes:
+        assert ax.get_legend().get_bbox_to_anchor().y1 < ax.get_window_extent().y0 + 1
 
 
 def test_saturation_rejects_bad_arguments():
@@ -92,6 +100,7 @@ def test_true_class_recovery_one_curve_per_loss():
     assert ax.get_yscale() == "log"
     assert [line.get_label() for line in ax.lines] == ["CE", "MSE"]
     assert len(ax.lines[0].get_xdata()) == 30
+    assert ax.get_legend() is None and len(fig.legends) == 1
     with pytest.raises(ValueError, match="at least one curve"):
         plot_true_class_recovery({})
 
@@ -113,6 +122,7 @@ def test_twin_training_losses_and_log_differences_with_zeros():
     assert len(right.lines) == 2 and right.lines[1].get_ydata()[0] == 1e-6
     assert right.get_ylim()[1] == pytest.approx(1e-5)
     assert "float32 spacing" in [t.get_text() for t in right.get_legend().get_texts()]
+    assert fig.get_size_inches()[0] <= 7.0
     # All zeros still draw.
     plot_twin_training({"a": [1.0]}, [0.0])
     with pytest.raises(ValueError, match="at least one curve"):

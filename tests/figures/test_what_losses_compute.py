@@ -23,6 +23,7 @@ def test_weight_grads_one_panel_per_loss_with_every_entry_annotated():
         assert "(target)" in ax.get_yticklabels()[3].get_text()
         assert ax.images[0].get_array().shape == (4, 2)
     assert fig.axes[0].texts[7].get_text() == "-2.000"
+    assert fig.get_figwidth() <= 7.0
 
 
 def test_weight_grads_rejects_nothing_to_draw():
@@ -40,6 +41,8 @@ def test_loss_runaway_two_panels_with_curve_and_zero_line():
         assert list(ax.lines[0].get_ydata()) == losses
         assert ax.get_xlabel() == "SGD step"
         assert ax.get_title()
+    assert fig.axes[0].get_ylabel() == "training loss"
+    assert fig.get_figwidth() <= 7.0
 
 
 def test_ce_of_probabilities_reference_curve_plus_one_per_entry():
@@ -53,4 +56,10 @@ def test_ce_of_probabilities_reference_curve_plus_one_per_entry():
     )
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[1:] == ["C = 4", "C = 10"]
-    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    assert ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_ylim()[0] == 0.0
+    # the legend hangs below the axes, off the data
+    fig.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    assert legend_box.y1 <= ax.get_window_extent().y0
+    assert fig.get_figwidth() <= 7.0

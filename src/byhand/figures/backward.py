@@ -49,7 +49,7 @@ def plot_ce_gradient_bars(logits: Tensor, target: int) -> Figure:
     onehot = torch.zeros_like(s)
     onehot[target] = 1.0
     grad = cross_entropy_backward(torch.ones((), dtype=x.dtype), x, torch.tensor(target))
-    fig, ax = plt.subplots(figsize=(7.0, 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6.0, 4.4), layout="constrained")
     _ce_grouped_bars(
         ax,
         {r"softmax $s_j$": s, r"one-hot $\delta_{jy}$": onehot,
@@ -58,12 +58,12 @@ def plot_ce_gradient_bars(logits: Tensor, target: int) -> Figure:
     )
     ax.set_xticks(
         range(x.numel()),
-        [f"j = {j}" + (" (y)" if j == target else "") for j in range(x.numel())],
+        [f"{j}" + (" (y)" if j == target else "") for j in range(x.numel())],
     )
     ax.set_xlabel("class $j$")
     ax.set_ylabel("value")
-    ax.set_title(r"One sample: $\partial L/\partial x_j = s_j - \delta_{jy}$")
-    ax.legend(loc="lower left", fontsize=9)
+    fig.legend(loc="outside upper center", ncol=3, fontsize=11, handlelength=1.2,
+               columnspacing=1.0)
     return fig
 
 
@@ -89,36 +89,119 @@ def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> 
     y = torch.full((v.numel(),), target, dtype=torch.long)
     s = torch.softmax(x, dim=1)
     grad = cross_entropy_backward(torch.ones(v.numel(), dtype=x.dtype), x, y, reduction="none")
-    fig, ax = plt.subplots(figsize=(7.0, 4.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.0, 5.2), layout="constrained")
     ax.plot(v.numpy(), grad[:, target].numpy(), color="tab:red", linewidth=2.5,
-            label=rf"true class $j = y = {target}$: $s_y - 1$")
+            label=rf"true class $y = {target}$: $s_y - 1$")
     others = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
               "tab:olive", "tab:cyan", "tab:gray"]
     for n, k in enumerate(k for k in range(x.shape[1]) if k != target):
         ax.plot(v.numpy(), grad[:, k].numpy(), color=others[n % len(others)],
-                label=rf"class $k = {k}$: $s_k$")
+                label=rf"class {k}: $s_{{{k}}}$")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel(r"true-class logit $x_y$")
     ax.set_ylabel(r"$\partial L / \partial x_j$")
-    ax.set_title(r"The gradient as the true-class logit grows")
     loss_ax = ax.twinx()
     loss_ax.plot(v.numpy(), (-s[:, target].log()).numpy(), color="black", linestyle="--",
                  label=r"loss $-\log s_y$ (right axis)")
     loss_ax.set_ylabel(r"loss $-\log s_y$")
     handles, labels = ax.get_legend_handles_labels()
     extra_h, extra_l = loss_ax.get_legend_handles_labels()
-    fig.legend(handles + extra_h, labels + extra_l, loc="outside lower center", ncol=3,
-               fontsize=8)
+    fig.legend(handles + extra_h, labels + extra_l, loc="outside lower center", ncol=2,
+               fontsize=11)
     return fig
 
 
+# The graph of chapter 5: node -> (column, row, forward formula, dL/d(node)); edges carry
+# the local derivative d(child)/d(parent). Column 0 is the max branch, 1 the main line.
+_CE_NODES: dict[str, tuple[int, int, str, str]] = {
+    "x": (1, 0, r"$x_{nj}$", r"$(s_{nj} - \delta_{j y_n})/N$"),
+    "m": (0, 1, r"$m_n = \max_k\, x_{nk}$", r"$0$"),
+    "u": (1, 2, r"$u_{nj} = x_{nj} - m_n$", r"$(s_{nj} - \delta_{j y_n})/N$"),
+    "e": (1, 3, r"$e_{nj} = \exp u_{nj}$", r"$1/(N Z_n)$"),
+    "Z": (1, 4, r"$Z_n = \sum_k e_{nk}$", r"$1/(N Z_n)$"),
+    "lam": (1, 5, r"$\lambda_n = \log Z_n$", r"$1/N$"),
+    "ell": (1, 6, r"$\ell_{nj} = u_{nj} - \lambda_n$", r"$-\delta_{j y_n}/N$"),
+    "Ln": (1, 7, r"$L_n = -\ell_{n y_n}$", r"$1/N$"),
+    "L": (1, 8, r"$L = \sum_n L_n/N$", r"$1$"),
+}
+_CE_EDGES: tuple[tuple[str, str, str], ...] = (
+    ("x", "m", r"$\delta_{j j^*_n}$"),
+    ("x", "u", r"$1$"),
+    ("m", "u", r"$-1$"),
+    ("u", "e", r"$e_{nj}$"),
+    ("e", "Z", r"$1$"),
+    ("Z", "lam", r"$1/Z_n$"),
+    ("lam", "ell", r"$-1$"),
+    ("u", "ell", r"$1$"),
+    ("ell", "Ln", r"$-\delta_{j y_n}$"),
+    ("Ln", "L", r"$1/N$"),
+)
+_CE_COLUMNS = (0.18, 0.43)
+
+
+def _ce_edge_label_position(parent: str, child: str) -> tuple[float, float, str]:
+    """Where the local derivative of an edge is written: ``(x, y, horizontal alignment)``."""
+    pc, pr = _CE_NODES[parent][:2]
+    cc, cr = _CE_NODES[child][:2]
+    if (parent, child) == ("u", "ell"):
+        return 0.07, (pr + cr) / 2, "center"
+    if (parent, child) == ("x", "u"):
+        return _CE_COLUMNS[1] + 0.03, 0.55, "left"
+    if pc != cc:
+        return _CE_COLUMNS[0] + 0.07, (pr + cr) / 2 - (0.2 if parent == "x" else -0.25), "right"
+    return _CE_COLUMNS[1] + 0.03, (pr + cr) / 2, "left"
+
+
+def plot_ce_graph() -> Figure:
+    r"""The computational graph of the mean cross-entropy, one atomic operation per node.
+
+    Read downwards, it is the forward :math:`x \to m \to u \to e \to Z \to \lambda \to
+    \ell \to L_n \to L` (boxes; :math:`u` feeds both :math:`e` and :math:`\ell`). Each
+    arrow carries its local derivative :math:`\partial(\text{child})/\partial(\text{parent})`
+    in blue (:math:`j^*_n` is the position of the row maximum); the red text right of
+    each node is the gradient :math:`\partial L/\partial(\text{node})` that the backward
+    leaves there, read upwards. The max branch :math:`m_n` receives exactly zero.
+    """
+    fig, ax = plt.subplots(figsize=(5.2, 8.0), layout="constrained")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(8.5, -1.0)
+    ax.axis("off")
+    boxes = {}
+    for name, (col, row, formula, grad) in _CE_NODES.items():
+        boxes[name] = ax.text(
+            _CE_COLUMNS[col], row, formula, ha="center", va="center", fontsize=15,
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "black"},
+            gid=f"node-{name}",
+        )
+        gx, gy, ha = (0.67, row, "left") if col == 1 else (_CE_COLUMNS[0], row + 0.5, "center")
+        ax.text(gx, gy, grad, ha=ha, va="center", fontsize=14.5, color="tab:red",
+                gid=f"grad-{name}")
+    ax.text(_CE_COLUMNS[1], -0.75, "forward, down", ha="center", va="center", fontsize=14)
+    ax.text(0.67, -0.75, r"$\partial L/\partial(\cdot)$, up", ha="left", va="center",
+            fontsize=14, color="tab:red")
+    for parent, child, local in _CE_EDGES:
+        skip = (parent, child) == ("u", "ell")
+        end = (0.0, 0.5) if skip else (0.12, 1.0) if parent == "m" else (0.5, 1.0)
+        ax.annotate(
+            "", xy=end, xycoords=boxes[child],
+            xytext=(0.0, 0.5) if skip else (0.5, 0.0), textcoords=boxes[parent],
+            arrowprops={"arrowstyle": "-|>", "color": "0.3", "linewidth": 1.3,
+                        "shrinkA": 2, "shrinkB": 2,
+                        "connectionstyle": "arc3,rad=0.5" if skip else "arc3"},
+        )
+        lx, ly, ha = _ce_edge_label_position(parent, child)
+        ax.text(lx, ly, local, ha=ha, va="center", fontsize=14, color="tab:blue",
+                gid=f"edge-{parent}-{child}")
+    return fig
+
 def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
                          weight: Tensor | None = None) -> Figure:
-    r"""The target row :math:`q_{c}` that label smoothing (and class weights) put in the loss.
+    r"""The effective target row :math:`\tilde t_j` that label smoothing (and class weights) put in the loss.
 
-    Bars show the one-hot :math:`\delta_{cy}`, the smoothed mixture
-    :math:`(1-\varepsilon)\delta_{cy} + \varepsilon/C`, and, when ``weight`` is given,
-    the weighted :math:`q_c = (1-\varepsilon) w_y \delta_{cy} + (\varepsilon/C) w_c`.
+    Bars show the one-hot :math:`\delta_{jy}`, the smoothed mixture
+    :math:`t'_j = (1-\varepsilon)\delta_{jy} + \varepsilon/C`, and, when ``weight`` is
+    given, the weighted :math:`\tilde t_j = (1-\varepsilon) w_y \delta_{jy} + (\varepsilon/C) w_j`.
+    The legend sits below the axes, off the bars.
     """
     if n_classes < 2 or not 0 <= target < n_classes:
         raise ValueError(
@@ -132,8 +215,8 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
     onehot = torch.zeros(n_classes, dtype=torch.float64)
     onehot[target] = 1.0
     eps = label_smoothing
-    series = {r"one-hot $\delta_{cy}$": onehot,
-              rf"smoothed, $\varepsilon = {eps:g}$": (1 - eps) * onehot + eps / n_classes}
+    series = {r"one-hot $\delta_{jy}$": onehot,
+              rf"smoothed $t'_j$, $\varepsilon = {eps:g}$": (1 - eps) * onehot + eps / n_classes}
     if weight is not None:
         if weight.shape != (n_classes,):
             raise ValueError(
@@ -141,17 +224,17 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
                 f"got {tuple(weight.shape)}"
             )
         w = weight.detach().cpu().double()
-        series[r"weighted $q_c$"] = (1 - eps) * w[target] * onehot + (eps / n_classes) * w
-    fig, ax = plt.subplots(figsize=(7.0, 3.6), constrained_layout=True)
+        series[r"weighted $\tilde t_j$"] = (1 - eps) * w[target] * onehot + (eps / n_classes) * w
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     _ce_grouped_bars(ax, series)
     ax.set_xticks(
         range(n_classes),
-        [f"c = {c}" + (" (y)" if c == target else "") for c in range(n_classes)],
+        [f"j = {j}" + (" (y)" if j == target else "") for j in range(n_classes)],
     )
-    ax.set_xlabel("class $c$")
-    ax.set_ylabel(r"target entry $q_c$")
-    ax.set_title("What the loss is asked to match under label smoothing")
-    ax.legend(fontsize=9)
+    ax.set_xlabel("class $j$")
+    ax.set_ylabel(r"target entry $\tilde t_j$")
+    ax.set_title("What the loss is asked to match")
+    fig.legend(loc="outside lower center", ncol=len(series), fontsize=10)
     return fig
 
 
@@ -217,8 +300,9 @@ def saved_bytes_bars(
 ) -> Figure:
     """Horizontal bars of the bytes each variant saves for backward, in MiB.
 
-    ``unit_bytes``, when given, draws a dashed line at that size (one ``N×C`` tensor)
-    and labels every bar with its multiple of it.
+    ``unit_bytes``, when given, draws a dashed line at that size (one ``N×C`` tensor),
+    labelled above the bars rather than by a legend, and labels every bar with its
+    multiple of it.
     """
     if len(labels) != len(nbytes):
         raise ValueError(
@@ -226,7 +310,7 @@ def saved_bytes_bars(
             f"got {len(labels)} and {len(nbytes)}"
         )
     mib = [b / 2**20 for b in nbytes]
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(labels) + 1.4))
+    fig, ax = plt.subplots(figsize=(6.8, 0.6 * len(labels) + 1.6))
     rows = list(range(len(labels)))[::-1]
     ax.barh(rows, mib, color="tab:blue", alpha=0.8)
     ax.set_yticks(rows, labels)
@@ -237,10 +321,11 @@ def saved_bytes_bars(
             text += f"  ({b / unit_bytes:.2f}×)"
         ax.text(value + 0.01 * right, row, text, va="center", fontsize=9)
     if unit_bytes:
-        ax.axvline(unit_bytes / 2**20, color="gray", linestyle="--", linewidth=1,
-                   label="one N×C tensor")
-        ax.legend(loc="upper right")
-    ax.set_xlim(0, right * 1.35)
+        ax.axvline(unit_bytes / 2**20, color="gray", linestyle="--", linewidth=1)
+        ax.text(unit_bytes / 2**20, len(labels) - 0.35, "one N×C tensor", color="gray",
+                ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(-0.6, len(labels) - 0.1)
+    ax.set_xlim(0, right * 1.45)
     ax.set_xlabel("bytes saved for backward (MiB)")
     ax.set_title(title)
     fig.tight_layout()
@@ -248,21 +333,23 @@ def saved_bytes_bars(
 
 
 def ours_vs_reference_gallery(
-    panels: dict[str, tuple[Tensor, Tensor]], ncols: int = 4,
-    title: str = "Hand-written gradient against the reference, entry by entry",
+    panels: dict[str, tuple[Tensor, Tensor]], ncols: int = 2,
+    title: str | None = None,
 ) -> Figure:
     """One scatter panel per case: reference on x, ours on y, the diagonal is correct.
 
     Each value of ``panels`` is ``(ours, reference)`` with the same number of
     entries. A constant ratio shows as a line of the wrong slope; NaN entries cannot be
-    drawn and are counted in the panel instead.
+    drawn and are counted in the panel instead. Two columns by default, so that the
+    panels stay legible on a phone; ``title``, when given, goes above them all.
     """
     n = len(panels)
     if n == 0:
         raise ValueError("ours_vs_reference_gallery: panels must not be empty")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.0 * nrows), squeeze=False)
+    side = min(3.4, 6.8 / ncols)                      # the figure stays within 6.8 in
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False)
     for ax, (label, (ours, ref)) in zip(axes.flat, panels.items(), strict=False):
         a = ours.detach().to(torch.float64).cpu().reshape(-1)
         b = ref.detach().to(torch.float64).cpu().reshape(-1)
@@ -281,12 +368,13 @@ def ours_vs_reference_gallery(
             ax.text(0.5, 0.5, f"{missing} of {a.numel()} entries\nare NaN or inf",
                     transform=ax.transAxes, ha="center", va="center", fontsize=10,
                     color="tab:red")
-        ax.set_title(label, fontsize=10)
-        ax.set_xlabel("reference (autograd)")
-        ax.set_ylabel("ours")
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("autograd", fontsize=11)
+        ax.set_ylabel("ours", fontsize=11)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -14,14 +14,15 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     Left: :math:`y = \max(x, 0)` on :math:`[-\text{limit}, \text{limit}]`. Right: the
     derivative :math:`[x > 0]`, drawn as two open-ended pieces, and one marker at
     :math:`x = 0` per entry of ``derivative_at_zero`` (label to the gradient that
-    formulation's autograd backward returns at exactly 0).
+    formulation's autograd backward returns at exactly 0). The legend sits below
+    the panels, so no marker is hidden.
     """
     if not derivative_at_zero:
         raise ValueError("plot_relu_subgradients: derivative_at_zero must hold at least one value")
     if not limit > 0:
         raise ValueError(f"plot_relu_subgradients: limit must be positive; got {limit}")
     x = torch.linspace(-limit, limit, 401, dtype=torch.float64)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6), constrained_layout=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(6.8, 4.4), layout="constrained")
     left.plot(x.numpy(), torch.relu(x).numpy(), color="tab:blue")
     left.set_xlabel("$x$")
     left.set_ylabel(r"$\mathrm{relu}(x) = \max(x, 0)$")
@@ -35,8 +36,8 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     right.set_ylim(-0.25, 1.25)
     right.set_xlabel("$x$")
     right.set_ylabel(r"$\partial y / \partial x$")
-    right.set_title("Its derivative, and the choices at $x = 0$")
-    right.legend(loc="upper left", fontsize=8)
+    right.set_title("Its derivative")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=10)
     return fig
 
 
@@ -51,7 +52,8 @@ def plot_saturation(
     error and for the matching log-loss. The y axis is logarithmic, so a gradient that
     vanishes exponentially shows as a straight line going down. ``shade_below`` maps a
     panel title to a logit below which that panel is shaded and labelled
-    ``shade_label`` (for instance where the true class gets less than 1%).
+    ``shade_label`` (for instance where the true class gets less than 1%). Panels are
+    stacked, one per row, each with its legend below the axes and off the curves.
     """
     if not panels or any(not curves for curves in panels.values()):
         raise ValueError("plot_saturation: panels must hold at least one panel, each with curves")
@@ -62,9 +64,9 @@ def plot_saturation(
         )
     u = logit.detach().cpu().double()
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, constrained_layout=True
+        len(panels), 1, figsize=(6.4, 4.6 * len(panels)), squeeze=False, layout="constrained"
     )
-    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+    for ax, (title, curves) in zip(axes[:, 0], panels.items(), strict=True):
         for label, values in curves.items():
             v = values.detach().cpu().double()
             if v.shape != u.shape:
@@ -77,9 +79,9 @@ def plot_saturation(
             ax.axvspan(float(u.min()), float(shade_below[title]), color="0.9", zorder=0,
                        label=shade_label)
         ax.set_xlabel("logit of the true class")
-        ax.set_ylabel("gradient magnitude (log scale)")
+        ax.set_ylabel("gradient magnitude")
         ax.set_title(title)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     return fig
 
 
@@ -91,14 +93,14 @@ def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
     """
     if not curves:
         raise ValueError("plot_true_class_recovery: curves must hold at least one curve")
-    fig, ax = plt.subplots(figsize=(6.5, 3.9), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     for label, values in curves.items():
         v = values.detach().cpu().double()
         ax.semilogy(range(v.numel()), v.numpy(), label=label)
     ax.set_xlabel("gradient-descent step")
-    ax.set_ylabel("probability of the true class (log scale)")
+    ax.set_ylabel("probability of the true class")
     ax.set_title("Recovering from a confidently wrong prediction")
-    ax.legend(fontsize=9)
+    fig.legend(loc="outside lower center", ncol=len(curves), fontsize=10)
     return fig
 
 
@@ -108,7 +110,7 @@ def plot_twin_training(
 ) -> Figure:
     r"""Two models trained side by side: their losses, and how far their parameters drift apart.
 
-    Left: the training loss of each model (label to one value per step). Right: the
+    Top: the training loss of each model (label to one value per step). Bottom: the
     largest absolute difference between corresponding parameters after each step,
     :math:`\max |\theta^{(a)} - \theta^{(b)}|`, on a logarithmic axis spanning at
     least a decade either side of the data (exact zeros are drawn at the bottom).
@@ -117,7 +119,7 @@ def plot_twin_training(
     """
     if not losses:
         raise ValueError("plot_twin_training: losses must hold at least one curve")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.7), constrained_layout=True)
+    fig, (left, right) = plt.subplots(2, 1, figsize=(6.4, 7.6), layout="constrained")
     styles = ["-", "--", ":", "-."]
     for i, (label, values) in enumerate(losses.items()):
         left.plot(range(1, len(values) + 1), values, linestyle=styles[i % len(styles)],
@@ -137,10 +139,10 @@ def plot_twin_training(
         right.axhline(value, color="0.4", linestyle=styles[(i + 1) % len(styles)], label=label)
     right.set_ylim(low, high)
     right.set_xlabel("SGD step")
-    right.set_ylabel("max |parameter difference| (log scale)")
-    right.set_title("How far apart the two models are")
+    right.set_ylabel("max |difference|")
+    right.set_title("How far apart the two models' parameters are")
     if reference:
-        right.legend(fontsize=8, loc="upper left")
+        right.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     return fig
 
 

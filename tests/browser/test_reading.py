@@ -1,0 +1,184 @@
+"""The built book as a reader sees it, on a laptop (1366x900) and on a phone (390x844).
+
+Every chapter page is opened at both sizes, with every request outside this machine
+blocked, and checked for what makes a page read like a textbook rather than a test
+harness: a numbered title, no page wider than the screen, captioned figures with real
+alt text, no stderr block, no bookkeeping code on show, glued numbers in the weight of
+the text, and equations that fit. A desktop and a phone screenshot of every chapter are
+saved to ``_build/screenshots/``. ``make book`` (or ``make book-strict``) must have run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from book_browser import CHAPTER_PAGES, SCREENSHOTS, Visit, _pages
+
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+
+#: How many display equations the whole book may leave wider than a phone (they scroll).
+MAX_WIDE_EQUATIONS_ON_A_PHONE = 5
+
+# Everything a page should show, gathered in one pass per page and size.
+_SURVEY_JS = """
+() => {
+  const main = document.querySelector('main') || document.body;
+  const visible = el => {
+    const r = el.getBoundingClientRect();
+    const s = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
+  };
+  const h1 = main.querySelector('h1');
+  const images = Array.from(main.querySelectorAll('.cell_output img, figure img'));
+  const figures = images.map(img => {
+    const figure = img.closest('figure');
+    const caption = figure ? figure.querySelector('figcaption') : null;
+    return {src: img.getAttribute('src') || '', alt: img.getAttribute('alt') || '',
+            caption: caption ? caption.innerText.trim() : null,
+            width: img.getBoundingClientRect().width};
+  });
+  const equations = Array.from(main.querySelectorAll('div.math')).filter(visible).map(el => ({
+    id: el.id || (el.innerText || '').slice(0, 60),
+    overflow: el.scrollWidth - el.clientWidth,
+  }));
+  const code = Array.from(main.querySelectorAll('div.cell_input, div.highlight'))
+    .filter(visible).map(el => el.innerText);
+  const stderr = Array.from(main.querySelectorAll('.output.stderr, .stderr')).filter(visible).length;
+  const pasted = Array.from(main.querySelectorAll('span.pasted-text')).map(el => [
+    getComputedStyle(el).fontWeight, getComputedStyle(el.parentElement).fontWeight]);
+  return {
+    title: h1 ? h1.innerText : '',
+    numbered: !!(h1 && h1.querySelector('.section-number')),
+    pageWidth: document.documentElement.scrollWidth,
+    viewportWidth: window.innerWidth,
+    figures, equations, code, stderr, pasted,
+  };
+}
+"""
+
+
+def _page_id(page: str) -> str:
+    return page.removesuffix(".html").replace("/", "_")
+
+
+@pytest.fixture(scope="module")
+def survey(browser, server: str) -> Iterator[dict[tuple[str, str], dict]]:
+    """Open each chapter at both sizes once, screenshot it, and record what it shows."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, str], dict] = {}
+    for size, viewport in SIZES.items():
+        for page in CHAPTER_PAGES:
+            visit = Visit(browser, server + page, viewport=viewport)
+            try:
+                visit.page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
+                visit.page.wait_for_timeout(300)
+                results[page, size] = visit.page.evaluate(_SURVEY_JS)
+                visit.page.screenshot(path=str(SCREENSHOTS / f"{_page_id(page)}_{size}.png"),
+                                      full_page=False)
+            finally:
+                visit.close()
+    yield results
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_no_page_is_wider_than_the_screen(survey, page: str, size: str) -> None:
+    seen = survey[page, size]
+    assert seen["pageWidth"] <= seen["viewportWidth"], (
+        f"{page} is {seen['pageWidth']} px wide on a {seen['viewportWidth']} px {size}")
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_chapter_title_is_numbered(survey, page: str) -> None:
+    seen = survey[page, "desktop"]
+    assert seen["numbered"], f"{page}: the title {seen['title']!r} carries no chapter number"
+    assert re.match(r"\d+\.\s", seen["title"]), seen["title"]
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_every_figure_is_numbered_captioned_and_described(survey, page: str) -> None:
+    figures = survey[page, "desktop"]["figures"]
+    for figure in figures:
+        assert figure["caption"], f"{page}: an image without a caption: {figure['src']}"
+        assert re.match(r"Figure \d+\.\d+", figure["caption"]), figure["caption"]
+        alt = figure["alt"].strip()
+        assert len(alt) >= 20, f"{page}: alt text too short to describe the figure: {alt!r}"
+        assert not re.fullmatch(r"[0-9a-f]{16,}(\.\w+)?", alt), f"{page}: alt text is a hash: {alt!r}"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_figures_fit_the_phone_column(survey, page: str) -> None:
+    for figure in survey[page, "phone"]["figures"]:
+        assert figure["width"] <= PHONE["width"], figure
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_no_stderr_reaches_the_page(survey, page: str) -> None:
+    assert survey[page, "desktop"]["stderr"] == 0, f"{page} shows a stderr block"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_no_bookkeeping_code_is_shown(survey, page: str) -> None:
+    for code in survey[page, "desktop"]["code"]:
+        assert "glue(" not in code, f"{page} shows a glue(...) line:\n{code[:300]}"
+        assert "%pip install" not in code, f"{page} shows the install cell"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_glued_numbers_read_in_the_weight_of_the_text(survey, page: str) -> None:
+    for own, parent in survey[page, "desktop"]["pasted"]:
+        assert own == parent, f"{page}: a glued number has font-weight {own}, its text {parent}"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_equations_fit_a_laptop_screen(survey, page: str) -> None:
+    wide = [e["id"] for e in survey[page, "desktop"]["equations"] if e["overflow"] > 1]
+    assert wide == [], f"{page}: display equations wider than the column at 1366 px: {wide}"
+
+
+def test_at_most_a_handful_of_equations_scroll_on_a_phone(survey) -> None:
+    wide = [(page, e["id"]) for page in CHAPTER_PAGES
+            for e in survey[page, "phone"]["equations"] if e["overflow"] > 1]
+    print(f"\n{len(wide)} display equations scroll sideways at 390 px: {wide}")
+    assert len(wide) <= MAX_WIDE_EQUATIONS_ON_A_PHONE, wide
+
+
+@pytest.mark.parametrize("toggle, dialog", [
+    (".primary-toggle", "#pst-primary-sidebar-modal"),
+    (".secondary-toggle", "#pst-secondary-sidebar-modal"),
+])
+def test_phone_menus_open(browser, server: str, toggle: str, dialog: str) -> None:
+    visit = Visit(browser, server + CHAPTER_PAGES[0], viewport=PHONE)
+    try:
+        buttons = [b for b in visit.page.locator(toggle).all() if b.is_visible()]
+        assert len(buttons) == 1, f"{len(buttons)} visible {toggle} buttons on a phone"
+        buttons[0].click()
+        modal = visit.page.locator(dialog)
+        modal.wait_for(state="visible", timeout=5_000)
+        assert modal.evaluate("d => d.open"), f"{dialog} did not open"
+        links = [a for a in modal.locator("a").all() if a.is_visible()]
+        assert links, f"{dialog} opened empty"
+        visit.page.screenshot(path=str(SCREENSHOTS / f"menu_{toggle.strip('.')}_phone.png"))
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_one_header_and_one_search_box(browser, server: str, size: str) -> None:
+    visit = Visit(browser, server + CHAPTER_PAGES[0], viewport=SIZES[size])
+    try:
+        header = visit.page.locator("#pst-header")
+        assert header.count() == 0 or not header.is_visible(), "the empty pydata header bar is back"
+        fields = [f for f in visit.page.locator(".search-button-field").all() if f.is_visible()]
+        assert len(fields) <= 1, f"{len(fields)} search boxes on the {size} page"
+    finally:
+        visit.close()
+
+
+def test_the_survey_covers_every_chapter() -> None:
+    assert set(CHAPTER_PAGES) == {p for p in _pages() if p.startswith("chapters/")}
+    assert len(CHAPTER_PAGES) >= 9
