@@ -10,6 +10,12 @@ from .autograd import cross_entropy, nll_loss
 from .check import assert_close, check_backward, compare, numerical_gradient
 from .device import pick_device
 from .distributed import all_reduce_gradients, global_cross_entropy
+from .linear_cross_entropy import (
+    linear_cross_entropy,
+    linear_cross_entropy_backward,
+    linear_cross_entropy_forward_backward,
+    online_logsumexp,
+)
 from .losses import (
     cross_entropy_backward,
     cross_entropy_forward_backward,
@@ -38,6 +44,9 @@ __all__ = [
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
     "global_cross_entropy",
+    "linear_cross_entropy",
+    "linear_cross_entropy_backward",
+    "linear_cross_entropy_forward_backward",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
@@ -47,6 +56,7 @@ __all__ = [
     "nll_loss",
     "nll_loss_backward",
     "numerical_gradient",
+    "online_logsumexp",
     "pick_device",
     "softmax",
     "softmax_backward",

@@ -204,10 +204,10 @@ def _is_prob_target(input: Tensor, target: Tensor) -> bool:
 
 def _check_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
-    reduction: str, label_smoothing: float,
+    reduction: str, label_smoothing: float, fn: str = "cross_entropy",
 ) -> bool:
-    """Validate the arguments of :func:`cross_entropy`; return whether the targets are probabilities."""
-    fn = "cross_entropy"
+    """Validate the arguments of :func:`cross_entropy` (errors prefixed by ``fn``); return
+    whether the targets are probabilities."""
     _check_reduction(fn, reduction)
     _check_input(fn, input)
     _check_label_smoothing(fn, label_smoothing)
@@ -398,17 +398,19 @@ def _per_class(label_smoothing: float, n_classes: int) -> float:
 
 
 def _prob_weights(target: Tensor, weight: Tensor | None, label_smoothing: float,
-                  like: Tensor) -> Tensor:
+                  like: Tensor, n_classes: int | None = None) -> Tensor:
     r"""The weighted, smoothed probability target :math:`q_{ic} = w_c\, t'_{ic}`.
 
     Here :math:`t' = (1-\varepsilon)t + \varepsilon/C`: the target mixed with the uniform
     distribution over the :math:`C` classes. It is computed in the promoted dtype of
-    ``like``, target and weight, as PyTorch's type promotion would.
+    ``like``, target and weight, as PyTorch's type promotion would. ``n_classes`` is
+    :math:`C` when ``target`` holds only a block of the classes (default: ``like.shape[1]``).
     """
+    n_classes = like.shape[1] if n_classes is None else n_classes
     dtype = _result_dtype(like, target, weight, prob=True)
     t = target.to(dtype)
     if label_smoothing > 0:
-        t = t * (1 - label_smoothing) + _per_class(label_smoothing, like.shape[1])
+        t = t * (1 - label_smoothing) + _per_class(label_smoothing, n_classes)
     return t if weight is None else t * _class_view(weight, like, dtype)
 
 

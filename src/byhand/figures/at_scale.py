@@ -1,13 +1,102 @@
-"""Figures of the part "At scale": one function per figure."""
+"""Figures of the part "At scale" (chapters 10 and 11): one function per figure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
+
+__all__ = [
+    "plot_allocation_timelines",
+    "plot_parallel_efficiency",
+    "plot_scaling",
+    "plot_step_for_step",
+]
+
+MIB = 2**20
+STYLES = {  # one look per contestant, in every figure of the chapter
+    "naive": {"color": "tab:red", "marker": "o", "linestyle": "-"},
+    "byhand": {"color": "tab:blue", "marker": "s", "linestyle": "-"},
+    "torch": {"color": "tab:green", "marker": "^", "linestyle": "--"},
+}
+
+
+def _style(name: str) -> dict[str, str]:
+    for key, style in STYLES.items():
+        if name.startswith(key):
+            return style
+    return {"color": "tab:gray", "marker": "x", "linestyle": ":"}
+
+
+def plot_scaling(
+    sweeps: Sequence[Mapping[str, object]], legend_names: Mapping[str, str] | None = None,
+) -> Figure:
+    """Peak extra memory (left) and time (right) of each contestant, one row per sweep.
+
+    Each sweep holds ``x`` (the sizes along the sweep), ``xlabel``, ``peak_bytes`` and
+    ``seconds`` (contestant name to one value per size), and optionally ``name``, the
+    short name of what grows, for the titles (default: ``xlabel``). Both axes are logarithmic, so
+    a quantity proportional to the size is a straight line of slope 1. The legend sits
+    above the panels; ``legend_names`` maps a contestant to its label.
+    """
+    if not sweeps:
+        raise ValueError("plot_scaling: sweeps must hold at least one sweep; got none")
+    names = legend_names or {}
+    fig, axes = plt.subplots(len(sweeps), 2, figsize=(7.0, 3.0 * len(sweeps) + 0.6),
+                             squeeze=False, layout="constrained")
+    for row, sweep in zip(axes, sweeps, strict=True):
+        x = list(sweep["x"])  # type: ignore[call-overload]
+        for ax, key, scale, ylabel in ((row[0], "peak_bytes", MIB, "peak extra memory (MiB)"),
+                                       (row[1], "seconds", 1.0, "time per call (s)")):
+            for name, values in sweep[key].items():  # type: ignore[attr-defined]
+                if len(values) != len(x):
+                    raise ValueError(f"plot_scaling: {key}[{name!r}] must hold {len(x)} values; "
+                                     f"got {len(values)}")
+                ax.plot(x, [v / scale for v in values], label=names.get(name, name),
+                        **_style(name))
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel(str(sweep["xlabel"]))
+            ax.set_ylabel(ylabel)
+            what = "Memory" if key == "peak_bytes" else "Time"
+            ax.set_title(f"{what} as {sweep.get('name', sweep['xlabel'])} grows")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
+               frameon=False)
+    return fig
+
+
+def plot_allocation_timelines(
+    timelines: Mapping[str, tuple[Sequence[float], Sequence[int]]],
+    reference_bytes: float | None = None, reference_label: str = "",
+) -> Figure:
+    """Bytes held by PyTorch's allocator during one call, against the time in the call.
+
+    ``timelines`` maps a contestant to its (seconds, bytes) steps, as returned by
+    :func:`byhand.memory.allocation_timeline`; time is scaled to the fraction of each
+    call, so calls of different lengths share the axis. A horizontal line marks
+    ``reference_bytes`` (for instance the size of the logits), labelled on the line.
+    """
+    if not timelines:
+        raise ValueError("plot_allocation_timelines: timelines must hold at least one call")
+    fig, ax = plt.subplots(figsize=(7.0, 3.6), layout="constrained")
+    for name, (seconds, held) in timelines.items():
+        end = max(seconds[-1], 1e-12) if seconds else 1.0
+        ax.step([t / end for t in seconds], [h / MIB for h in held], where="post",
+                label=name, color=_style(name)["color"], linestyle=_style(name)["linestyle"])
+    if reference_bytes is not None:
+        ax.axhline(reference_bytes / MIB, color="0.4", linewidth=1, linestyle=":")
+        ax.annotate(reference_label, (0.01, reference_bytes / MIB), xytext=(0, 3),
+                    textcoords="offset points", color="0.3", fontsize=10, va="bottom")
+    ax.set_xlabel("fraction of the call (forward, then backward)")
+    ax.set_ylabel("memory held (MiB)")
+    ax.set_title("What the allocator holds during one forward + backward")
+    fig.legend(loc="outside upper center", ncol=min(3, len(timelines)), frameon=False)
+    return fig
+
 
 # ------------------------------------------------------------------------- chapter 11
 
