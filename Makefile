@@ -45,6 +45,7 @@ book: venv data
 
 lint: venv
 	$(BIN)/ruff check src tests chapters benchmarks tools _ext
+	$(BIN)/mypy src/byhand
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/python tools/bootstrap_cells.py --check

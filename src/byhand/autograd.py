@@ -111,7 +111,10 @@ class NLLLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         input, target, weight = ctx.saved_tensors
-        grad = NLLLossBackward.apply(grad_output, input, target, weight, *ctx.options)
+        # torch.autograd.Function.apply is unannotated in torch (it takes any arguments)
+        grad = NLLLossBackward.apply(  # type: ignore[no-untyped-call]
+            grad_output, input, target, weight, *ctx.options
+        )
         return grad, None, None, None, None
 
     @staticmethod
@@ -171,7 +174,10 @@ def cross_entropy(
 ) -> Tensor:
     """Drop-in for :func:`torch.nn.functional.cross_entropy`; ``loss.backward()`` runs our backward."""
     _no_target_grad("cross_entropy", target, weight)
-    return CrossEntropy.apply(input, target, weight, ignore_index, reduction, label_smoothing)
+    loss: Tensor = CrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+        input, target, weight, ignore_index, reduction, label_smoothing
+    )
+    return loss
 
 
 def nll_loss(
@@ -183,4 +189,7 @@ def nll_loss(
 ) -> Tensor:
     """Drop-in for :func:`torch.nn.functional.nll_loss`; ``loss.backward()`` runs our backward."""
     _no_target_grad("nll_loss", target, weight)
-    return NLLLoss.apply(input, target, weight, ignore_index, reduction)
+    loss: Tensor = NLLLoss.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+        input, target, weight, ignore_index, reduction
+    )
+    return loss

@@ -43,16 +43,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
-
-try:
-    import fcntl
-except ImportError:  # Windows, where an open file cannot be deleted, which protects it as well
-    fcntl = None
+from types import ModuleType
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows, where an open file cannot be deleted, which protects it as well
+    fcntl = None
 
 __all__ = [
     "CorruptFileError",
@@ -94,8 +96,10 @@ DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
 MAX_IDX_DIMS = 16
 _DEFLATE_MAX_RATIO = 1032  # a deflate code of 2 bits can stand for at most 258 bytes
@@ -149,7 +153,7 @@ def read_idx(path: str | Path) -> Tensor:
             raise CorruptFileError(f"{path}: not a readable gzip file ({exc})") from exc
 
 
-def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> Tensor:
+def _read_idx_stream(stream: io.BufferedIOBase, path: Path, size: int, capacity: int) -> Tensor:
     """Parse the IDX header from ``stream`` and read the payload it announces, no more."""
     magic = stream.read(4)
     if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
@@ -167,7 +171,7 @@ def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> 
     if len(sizes) < 4 * ndim:
         raise CorruptFileError(f"{path}: IDX header promises {ndim} dimensions but is truncated")
     shape = struct.unpack(f">{ndim}I", sizes)
-    dtype = np.dtype(_IDX_DTYPES[code])
+    dtype = _IDX_DTYPES[code]
     expected = math.prod(shape) * dtype.itemsize
     announced = f"{path}: IDX header says shape {shape} ({expected} bytes of data)"
     if expected > capacity:
@@ -182,7 +186,7 @@ def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> 
     return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=False))
 
 
-def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
+def _read_into(stream: io.BufferedIOBase, buffer: bytearray) -> int:
     """Fill ``buffer`` from ``stream`` until it is full or the stream ends; return the count."""
     view, got = memoryview(buffer), 0
     while got < len(buffer):

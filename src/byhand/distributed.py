@@ -51,7 +51,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .device import synchronize
-from .layers import Layer
+from .layers import Layer, Sequential
 from .losses import (
     _batched,
     _ce_denominator,
@@ -263,7 +263,8 @@ def _drain(results: Any, values: dict[int, Any], errors: dict[int, str], seconds
     deadline, got = time.monotonic() + seconds, False
     while time.monotonic() < deadline and (until is None or len(values) + len(errors) < until):
         try:
-            _record(*results.get(timeout=0.05), values, errors)
+            kind, rank, payload = results.get(timeout=0.05)
+            _record(kind, rank, payload, values, errors)
             got = True
         except queue.Empty:
             if until is None and got:
@@ -384,10 +385,16 @@ def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = N
 
 def flat_gradients(model: Layer) -> Tensor:
     """Every parameter gradient of ``model``, flattened into one vector (in parameter order)."""
+    return torch.cat([grad.reshape(-1) for grad in _gradients(model, "flat_gradients")])
+
+
+def _gradients(model: Layer, fn: str) -> list[Tensor]:
+    """Every parameter gradient of ``model``, in parameter order; each must exist."""
     grads = [grad for _, grad in model.parameters()]
-    if any(grad is None for grad in grads):
-        raise RuntimeError("flat_gradients: a parameter has no gradient; run a backward first")
-    return torch.cat([grad.reshape(-1) for grad in grads])
+    present = [grad for grad in grads if grad is not None]
+    if len(present) < len(grads):
+        raise RuntimeError(f"{fn}: a parameter has no gradient; run a backward first")
+    return present
 
 
 def all_reduce_gradients(model: Layer, group: Any = None) -> None:
@@ -401,12 +408,12 @@ def all_reduce_gradients(model: Layer, group: Any = None) -> None:
     bucket = flat_gradients(model)
     dist.all_reduce(bucket, group=group)
     offset = 0
-    for _, grad in model.parameters():
+    for grad in _gradients(model, "all_reduce_gradients"):
         grad.copy_(bucket[offset:offset + grad.numel()].view_as(grad))
         offset += grad.numel()
 
 
-def ddp_gradients(model: Layer, x: Tensor, target: Tensor, weight: Tensor | None = None,
+def ddp_gradients(model: Sequential, x: Tensor, target: Tensor, weight: Tensor | None = None,
                   ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """The flat parameter gradient that ``DistributedDataParallel`` with ``F.cross_entropy``
     (``mean``) gives for this rank's rows ``x``: the autograd reference of the naive average.
@@ -416,8 +423,9 @@ def ddp_gradients(model: Layer, x: Tensor, target: Tensor, weight: Tensor | None
     loss = torch.nn.functional.cross_entropy(ddp(x), target, weight=weight,
                                              ignore_index=ignore_index,
                                              label_smoothing=label_smoothing)
-    loss.backward()
-    return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+    grads = [p.grad for p in net.parameters()]
+    return torch.cat([grad.reshape(-1) for grad in grads if grad is not None])
 
 
 @dataclass

@@ -155,7 +155,8 @@ class ReLU(Layer):
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._output is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+        grad: Tensor = torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+        return grad
 
     def __repr__(self) -> str:
         return "ReLU()"

@@ -586,11 +586,7 @@ def cross_entropy_forward_backward(
     scalar loss is needed right after the loss itself. Nothing in it waits for the
     device (see the module docstring).
     """
-    if reduction == "none":
-        raise ValueError(
-            "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
-            "(a scalar loss); got 'none'"
-        )
+    _require_scalar_reduction(reduction)
     prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
@@ -606,6 +602,15 @@ def cross_entropy_forward_backward(
     g = _upstream(one, reduction, denominator, _positions_like(x)).to(work.dtype).contiguous()
     grad = _ce_grad(e.div_(sums), g, t, weight, ignore_index, label_smoothing, prob, True)
     return loss, _unbatch(grad.to(x.dtype), input.dim() == 1)
+
+
+def _require_scalar_reduction(reduction: str) -> None:
+    """Refuse ``'none'``, which the ``Literal`` type already excludes, for untyped callers."""
+    if reduction == "none":
+        raise ValueError(
+            "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
+            "(a scalar loss); got 'none'"
+        )
 
 
 def _plain_forward_backward(
