@@ -1,4 +1,4 @@
-"""Differentiable drop-ins for ``F.cross_entropy`` and ``F.nll_loss`` whose backward is ours.
+r"""Differentiable drop-ins for ``F.cross_entropy`` and ``F.nll_loss`` whose backward is ours.
 
 Each is a :class:`torch.autograd.Function` whose ``forward`` calls the pure forward
 in :mod:`byhand.losses` and whose ``backward`` calls the matching hand-written
@@ -14,7 +14,7 @@ PyTorch deriving the batched rule by running the methods under ``vmap``.
 The backward is itself written in differentiable tensor operations on the saved
 input, so second derivatives (``gradgradcheck``, Hessian-vector products) work too.
 The gradient of NLL does not depend on the input at all (it is
-:math:`-g_i m_i w_{y_i}` at the target entry), so its backward is a ``Function`` of
+:math:`-g_n \mu_n w_{y_n}` at the target entry), so its backward is a ``Function`` of
 its own, :class:`NLLLossBackward`, whose input derivative is zero and whose derivative
 with respect to the upstream gradient is NLL itself, as in PyTorch.
 
@@ -49,7 +49,15 @@ def _no_target_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
 
 
 class CrossEntropy(torch.autograd.Function):
-    """``F.cross_entropy`` with the hand-derived backward of :func:`byhand.losses.cross_entropy_backward`."""
+    """``F.cross_entropy`` with the hand-derived backward of :func:`byhand.losses.cross_entropy_backward`.
+
+    Examples:
+        >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]], requires_grad=True)
+        >>> CrossEntropy.apply(x, torch.tensor([0, 1]), None, -100, "mean", 0.0).backward()
+        >>> x.grad
+        tensor([[-0.1705,  0.1212,  0.0493],
+                [ 0.0543, -0.0988,  0.0445]])
+    """
 
     generate_vmap_rule = True
 
@@ -75,7 +83,7 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, input_tangent: Tensor, *_: Any) -> Tensor:
-        r"""Forward mode: :math:`\dot L_i = \sum_c (\partial L_i/\partial x_{ic})\,\dot x_{ic}`, reduced.
+        r"""Forward mode: :math:`\dot L_n = \sum_j (\partial L_n/\partial x_{nj})\,\dot x_{nj}`, reduced.
 
         The partial derivatives are our backward for an upstream gradient of ones.
         """
@@ -90,7 +98,15 @@ class CrossEntropy(torch.autograd.Function):
 
 
 class NLLLoss(torch.autograd.Function):
-    """``F.nll_loss`` with the hand-derived backward of :func:`byhand.losses.nll_loss_backward`."""
+    """``F.nll_loss`` with the hand-derived backward of :func:`byhand.losses.nll_loss_backward`.
+
+    Examples:
+        >>> logp = torch.tensor([[-0.5, -1.0], [-2.0, -0.2]], requires_grad=True)
+        >>> NLLLoss.apply(logp, torch.tensor([0, 1]), None, -100, "sum").backward()
+        >>> logp.grad
+        tensor([[-1.,  0.],
+                [ 0., -1.]])
+    """
 
     generate_vmap_rule = True
 
@@ -127,11 +143,20 @@ class NLLLoss(torch.autograd.Function):
 class NLLLossBackward(torch.autograd.Function):
     r"""The NLL backward as a node of its own, so that it can be differentiated again.
 
-    Its output :math:`-g_i m_i w_{y_i}\delta_{c y_i}` is linear in the upstream gradient
-    :math:`g` and constant in the input :math:`x`: the derivative with respect to
-    :math:`x` is zero, and the vector-Jacobian product with respect to :math:`g` for a
-    cotangent :math:`v_{ic}` is :math:`-m_i w_{y_i} v_{i y_i}` reduced like the loss,
+    Its output :math:`-g_n \mu_n w_{y_n}\delta_{j y_n}` is linear in the upstream gradient
+    :math:`g_n` and constant in the input :math:`x_{nj}`: the derivative with respect to
+    :math:`x` is zero, and the vector-Jacobian product with respect to :math:`g_n` for a
+    cotangent :math:`v_{nj}` is :math:`-\mu_n w_{y_n} v_{n y_n}` reduced like the loss,
     which is :func:`byhand.losses.nll_loss` of :math:`v`.
+
+    Examples:
+        >>> g = torch.tensor(2.0, requires_grad=True)
+        >>> grad = NLLLossBackward.apply(g, torch.zeros(2, 3), torch.tensor([0, 2]), None, -100, "mean")
+        >>> grad.detach()
+        tensor([[-1.,  0.,  0.],
+                [ 0.,  0., -1.]])
+        >>> torch.autograd.grad(grad[0, 0], g)
+        (tensor(-0.5000),)
     """
 
     generate_vmap_rule = True
@@ -172,7 +197,18 @@ def cross_entropy(
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
-    """Drop-in for :func:`torch.nn.functional.cross_entropy`; ``loss.backward()`` runs our backward."""
+    """Drop-in for :func:`torch.nn.functional.cross_entropy`; ``loss.backward()`` runs our backward.
+
+    Examples:
+        >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]], requires_grad=True)
+        >>> y = torch.tensor([0, 1])
+        >>> (ours,) = torch.autograd.grad(cross_entropy(x, y, label_smoothing=0.1), x)
+        >>> (theirs,) = torch.autograd.grad(torch.nn.functional.cross_entropy(x, y, label_smoothing=0.1), x)
+        >>> torch.allclose(ours, theirs)
+        True
+        >>> torch.autograd.gradgradcheck(lambda z: cross_entropy(z, y), x.detach().double().requires_grad_())
+        True
+    """
     _no_target_grad("cross_entropy", target, weight)
     loss: Tensor = CrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction, label_smoothing
@@ -187,7 +223,15 @@ def nll_loss(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    """Drop-in for :func:`torch.nn.functional.nll_loss`; ``loss.backward()`` runs our backward."""
+    """Drop-in for :func:`torch.nn.functional.nll_loss`; ``loss.backward()`` runs our backward.
+
+    Examples:
+        >>> logp = torch.log_softmax(torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), dim=1).requires_grad_()
+        >>> nll_loss(logp, torch.tensor([0, 1])).backward()
+        >>> logp.grad
+        tensor([[-0.5000,  0.0000,  0.0000],
+                [ 0.0000, -0.5000,  0.0000]])
+    """
     _no_target_grad("nll_loss", target, weight)
     loss: Tensor = NLLLoss.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction
