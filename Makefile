@@ -52,6 +52,7 @@ lint: venv
 
 unit: venv data
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/packaging
+	MPLBACKEND=Agg $(BIN)/python -m pytest --doctest-modules src/byhand -q
 
 nbval: venv data
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters
