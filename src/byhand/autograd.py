@@ -66,10 +66,12 @@ class CrossEntropy(torch.autograd.Function):
         input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
         reduction: Reduction, label_smoothing: float,
     ) -> Tensor:
+        """The loss :func:`byhand.losses.cross_entropy` (no ``ctx``: ``setup_context`` saves)."""
         return losses.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
         input, target, weight, *options = inputs
         ctx.save_for_backward(input, target, weight)
         ctx.save_for_forward(input, target, weight)
@@ -77,6 +79,7 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        """The input gradient by :func:`byhand.losses.cross_entropy_backward`; none for the rest."""
         input, target, weight = ctx.saved_tensors
         grad = losses.cross_entropy_backward(grad_output, input, target, weight, *ctx.options)
         return grad, None, None, None, None, None
@@ -115,10 +118,12 @@ class NLLLoss(torch.autograd.Function):
         input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
         reduction: Reduction,
     ) -> Tensor:
+        """The loss :func:`byhand.losses.nll_loss` (no ``ctx``: ``setup_context`` saves)."""
         return losses.nll_loss(input, target, weight, ignore_index, reduction)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
         input, target, weight, *options = inputs
         ctx.save_for_backward(input, target, weight)
         ctx.save_for_forward(input, target, weight)
@@ -126,6 +131,7 @@ class NLLLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        """The input gradient, as the differentiable node :class:`NLLLossBackward`; none for the rest."""
         input, target, weight = ctx.saved_tensors
         # torch.autograd.Function.apply is unannotated in torch (it takes any arguments)
         grad = NLLLossBackward.apply(  # type: ignore[no-untyped-call]
@@ -166,11 +172,13 @@ class NLLLossBackward(torch.autograd.Function):
         grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
         ignore_index: int, reduction: Reduction,
     ) -> Tensor:
+        """The NLL input gradient :func:`byhand.losses.nll_loss_backward` of ``grad_output``."""
         return losses.nll_loss_backward(grad_output, input, target, weight, ignore_index,
                                         reduction)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
         _, input, target, weight, *options = inputs
         ctx.save_for_backward(input, target, weight)
         ctx.save_for_forward(input, target, weight)
@@ -178,6 +186,7 @@ class NLLLossBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_grad: Tensor) -> tuple[Tensor | None, ...]:
+        r"""The gradients with respect to ``grad_output`` (NLL of ``grad_grad``) and ``input`` (zero)."""
         input, target, weight = ctx.saved_tensors
         grad_output = losses.nll_loss(grad_grad, target, weight, *ctx.options)
         return grad_output, torch.zeros_like(input), None, None, None, None
