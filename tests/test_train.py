@@ -22,15 +22,17 @@ from byhand.train import (
     predict,
     prepare,
     sgd_step,
+    split_indices,
     step_timings,
     torch_mlp,
     torch_step,
+    torch_trainer,
     train_epoch,
     train_step,
 )
 
 
-def synthetic_dataset(n_train: int = 200, n_test: int = 50, seed: int = 0) -> Dataset:
+def synthetic_dataset(n_train: int = 240, n_test: int = 50, seed: int = 0) -> Dataset:
     gen = torch.Generator().manual_seed(seed)
     return Dataset(
         name="synthetic",
@@ -66,18 +68,39 @@ def test_normalisation_rejects_float_images():
         normalisation(torch.zeros(3, 28, 28))
 
 
+def test_split_indices_is_seeded_disjoint_and_complete():
+    train, valid = split_indices(60_000)
+    assert len(train) == 50_000 and len(valid) == 10_000
+    assert torch.equal(torch.cat([train, valid]).sort().values, torch.arange(60_000))
+    assert torch.equal(train, train.sort().values) and torch.equal(valid, valid.sort().values)
+    again_train, again_valid = split_indices(60_000)
+    assert torch.equal(valid, again_valid) and torch.equal(train, again_train)
+    assert not torch.equal(valid, split_indices(60_000, seed=1)[1])
+
+
+@pytest.mark.parametrize(("n", "fraction"), [(60, 0.0), (60, 1.0), (1, 0.5), (3, 0.1)])
+def test_split_indices_rejects_empty_sides(n, fraction):
+    with pytest.raises(ValueError, match="split_indices"):
+        split_indices(n, fraction)
+
+
 def test_prepare_normalises_with_training_statistics():
     dataset = synthetic_dataset()
     data = prepare(dataset, dtype=torch.float64)
     assert isinstance(data, Tensors)
-    assert data.x_train.shape == (200, 784) and data.x_test.shape == (50, 784)
+    assert data.x_train.shape == (200, 784) and data.x_valid.shape == (40, 784)
+    assert data.x_test.shape == (50, 784)
     assert abs(float(data.x_train.mean())) < 1e-12
     assert float(data.x_train.std()) == pytest.approx(1.0, rel=1e-12)
-    mean, std = normalisation(dataset.train_images)
+    train_rows, valid_rows = split_indices(240)
+    mean, std = normalisation(dataset.train_images[train_rows])
     expected = (dataset.test_images.reshape(50, -1).double() / 255 - mean) / std
     torch.testing.assert_close(data.x_test, expected)
-    assert torch.equal(data.y_train, dataset.train_labels)
-    assert data.y_test.dtype == torch.int64
+    expected = (dataset.train_images[valid_rows].reshape(40, -1).double() / 255 - mean) / std
+    torch.testing.assert_close(data.x_valid, expected)
+    assert torch.equal(data.y_train, dataset.train_labels[train_rows])
+    assert torch.equal(data.y_valid, dataset.train_labels[valid_rows])
+    assert data.y_test.dtype == data.y_valid.dtype == torch.int64
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -85,14 +108,16 @@ def test_prepare_places_everything_on_the_device(dtype):
     data = prepare(synthetic_dataset(), device="cpu", dtype=dtype)
     for tensor in data:
         assert tensor.device == torch.device("cpu")
-    assert data.x_train.dtype == data.x_test.dtype == dtype
+    assert data.x_train.dtype == data.x_valid.dtype == data.x_test.dtype == dtype
 
 
-def test_prepare_limit_keeps_the_first_images():
+def test_prepare_limit_keeps_the_first_images_then_splits():
     dataset = synthetic_dataset()
     data = prepare(dataset, limit=30)
-    assert data.x_train.shape == (30, 784) and data.x_test.shape == (30, 784)
-    assert torch.equal(data.y_train, dataset.train_labels[:30])
+    assert data.x_train.shape == (25, 784) and data.x_valid.shape == (5, 784)
+    assert data.x_test.shape == (30, 784)
+    train_rows, _ = split_indices(30)
+    assert torch.equal(data.y_train, dataset.train_labels[:30][train_rows])
     with pytest.raises(ValueError, match="limit"):
         prepare(dataset, limit=0)
 
@@ -243,23 +268,69 @@ def test_confusion_matrix_counts_pairs():
 def test_fit_learns_a_separable_problem():
     x_train, y_train = blobs(600, seed=0)
     x_test, y_test = blobs(200, seed=1)
-    data = Tensors(x_train, y_train, x_test, y_test)
+    data = Tensors(x_train, y_train, x_test, y_test, x_test, y_test)
     history = fit(mlp([20, 16, 3], seed=0), data, epochs=3, batch_size=32, lr=0.1,
                   progress=False)
     assert isinstance(history, History)
     assert history.epochs == 3
-    assert history.test_accuracy[-1] >= 0.95
+    assert history.valid_accuracy[-1] >= 0.95
     assert history.train_loss[-1] < history.train_loss[0]
     assert len(history.step_loss) == 3 * 19
-    assert len(history.seconds) == len(history.test_loss) == 3
+    assert len(history.seconds) == len(history.valid_loss) == 3
     assert history.total_seconds == pytest.approx(sum(history.seconds))
-    assert set(history.to_dict()) == {"train_loss", "test_loss", "test_accuracy", "seconds",
+    assert set(history.to_dict()) == {"train_loss", "valid_loss", "valid_accuracy", "seconds",
                                       "step_loss"}
+
+
+def test_fit_validates_on_the_validation_rows_and_never_reads_the_test_rows():
+    x, y = blobs(300, seed=0)
+    x_valid, y_valid = blobs(90, seed=2)
+    poisoned = torch.full((5, 20), float("nan"))  # any use of the test rows would show
+    data = Tensors(x, y, x_valid, y_valid, poisoned, torch.zeros(5, dtype=torch.int64))
+    model = mlp([20, 8, 3], seed=0)
+    history = fit(model, data, epochs=2, batch_size=50, lr=0.1, progress=False)
+    assert (history.valid_loss[-1], history.valid_accuracy[-1]) == evaluate(model, x_valid, y_valid)
+
+
+def test_history_time_to_accuracy():
+    history = History(train_loss=[1.0, 0.5, 0.3], valid_loss=[1.0, 0.6, 0.4],
+                      valid_accuracy=[0.5, 0.91, 0.95], seconds=[1.0, 2.0, 4.0])
+    assert history.epochs_to(0.9) == 2 and history.seconds_to(0.9) == 3.0
+    assert history.epochs_to(0.99) is None and history.seconds_to(0.99) is None
+
+
+def test_fit_with_the_autograd_twin_follows_the_manual_trajectory():
+    x, y = blobs(200, seed=0)
+    data = Tensors(x.double(), y, x[:50].double(), y[:50], x[:50].double(), y[:50])
+    model = mlp([20, 8, 3], seed=0, dtype=torch.float64)
+    net = torch_mlp(model)
+    ours = fit(model, data, epochs=2, batch_size=32, lr=0.2, progress=False)
+    theirs = fit(net, data, epochs=2, batch_size=32, lr=0.2, progress=False,
+                 step=torch_trainer(net, 0.2))
+    torch.testing.assert_close(torch.tensor(ours.step_loss), torch.tensor(theirs.step_loss),
+                               rtol=1e-12, atol=1e-12)
+    assert ours.valid_accuracy == theirs.valid_accuracy
+    for (p, _), q in zip(model.parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(p, q.detach(), rtol=1e-12, atol=1e-12)
+        assert q.grad is not None
+
+
+def test_full_batch_fit_is_gradient_descent():
+    x, y = blobs(60, seed=0)
+    x = x.double()
+    data = Tensors(x, y, x, y, x, y)
+    model, reference = mlp([20, 3], seed=0, dtype=torch.float64), mlp([20, 3], seed=0,
+                                                                      dtype=torch.float64)
+    history = fit(model, data, epochs=3, batch_size=60, lr=0.5, progress=False)
+    losses = [train_step(reference, x, y, 0.5) for _ in range(3)]
+    torch.testing.assert_close(torch.tensor(history.step_loss, dtype=torch.float64),
+                               torch.stack(losses),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_fit_is_reproducible_and_can_stop_early():
     x, y = blobs(300, seed=0)
-    data = Tensors(x, y, x, y)
+    data = Tensors(x, y, x, y, x, y)
     first = fit(mlp([20, 8, 3], seed=0), data, epochs=2, progress=False)
     again = fit(mlp([20, 8, 3], seed=0), data, epochs=2, progress=False)
     assert first.step_loss == again.step_loss
@@ -269,21 +340,48 @@ def test_fit_is_reproducible_and_can_stop_early():
 
 def test_fit_with_progress_bars(capsys):
     x, y = blobs(64, seed=0)
-    fit(mlp([20, 3], seed=0), Tensors(x, y, x, y), epochs=1, batch_size=32, progress=True)
+    fit(mlp([20, 3], seed=0), Tensors(x, y, x, y, x, y), epochs=1, batch_size=32,
+        progress=True)
     assert "training" in capsys.readouterr().err
 
 
 def test_fit_rejects_zero_epochs():
     x, y = blobs(10, seed=0)
     with pytest.raises(ValueError, match="epochs"):
-        fit(mlp([20, 3], seed=0), Tensors(x, y, x, y), epochs=0, progress=False)
+        fit(mlp([20, 3], seed=0), Tensors(x, y, x, y, x, y), epochs=0, progress=False)
 
 
-def test_step_timings_reports_both_medians():
-    timings = step_timings(sizes=(20, 8, 3), batch_size=4, repeats=3, warmup=1)
-    assert set(timings) == {"manual_s", "autograd_s", "manual_over_autograd", "manual_min_s",
-                            "autograd_min_s"}
-    assert all(value > 0 for value in timings.values())
+def test_fit_shows_no_bar_by_default_off_a_terminal(capsys):
+    x, y = blobs(64, seed=0)
+    fit(mlp([20, 3], seed=0), Tensors(x, y, x, y, x, y), epochs=1, batch_size=32)
+    assert capsys.readouterr().err == ""
+
+
+def test_step_timings_reports_latency_and_throughput():
+    timings = step_timings(sizes=(20, 8, 3), batch_size=4, rounds=2, min_run_time=0.001,
+                           back_to_back=3)
+    for side in ("manual", "autograd"):
+        for kind in ("latency", "throughput"):
+            summary = timings[side][kind]
+            assert set(summary) == {"median_s", "q25_s", "q75_s", "iqr_s", "min_s", "blocks"}
+            assert 0 < summary["min_s"] <= summary["q25_s"] <= summary["median_s"]
+            assert summary["median_s"] <= summary["q75_s"] < 10
+            assert summary["iqr_s"] == pytest.approx(summary["q75_s"] - summary["q25_s"])
+            assert summary["blocks"] >= 2
+    assert timings["manual_over_autograd"] == pytest.approx(
+        timings["manual"]["throughput"]["median_s"] / timings["autograd"]["throughput"]["median_s"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_cuda_follows_the_cpu_trajectory():
+    x, y = blobs(256, seed=0)
+    cpu = Tensors(x, y, x[:64], y[:64], x[:64], y[:64])
+    cuda = Tensors(*(t.to("cuda") for t in cpu))
+    on_cpu = fit(mlp([20, 16, 3], seed=0), cpu, epochs=2, batch_size=32, lr=0.1, progress=False)
+    on_cuda = fit(mlp([20, 16, 3], seed=0, device="cuda"), cuda, epochs=2, batch_size=32,
+                  lr=0.1, progress=False)
+    torch.testing.assert_close(torch.tensor(on_cuda.step_loss), torch.tensor(on_cpu.step_loss),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_train_epoch_progress_and_callback(capsys):

@@ -701,7 +701,7 @@ class EpochRecord:
     """What one rank measured in one epoch.
 
     Examples:
-        >>> record = EpochRecord(2.0, 0.5, train_loss=0.3, test_loss=0.28, test_accuracy=0.92)
+        >>> record = EpochRecord(2.0, 0.5, train_loss=0.3, valid_loss=0.28, valid_accuracy=0.92)
         >>> record.communication_seconds / record.seconds
         0.25
     """
@@ -709,8 +709,8 @@ class EpochRecord:
     seconds: float
     communication_seconds: float
     train_loss: float
-    test_loss: float
-    test_accuracy: float
+    valid_loss: float
+    valid_accuracy: float
 
 
 def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, seed: int,
@@ -718,14 +718,15 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
     """Data-parallel SGD: every epoch draws the one-process batch order from ``seed``
     (:func:`byhand.train.batch_indices`) and each rank trains on its :func:`shard` of
     every batch. The model follows the one-process run step for step; every rank
-    evaluates it on the whole test set after each epoch.
+    evaluates it on the whole validation set after each epoch (the test rows are left
+    for one evaluation at the end, as in :func:`byhand.train.fit`).
 
     Examples:
         >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         >>> x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 2
-        >>> data = Tensors(x, y, x, y)
+        >>> data = Tensors(x, y, x, y, x, y)
         >>> records = fit(mlp([3, 2], seed=0), data, epochs=2, batch_size=16, lr=0.1, seed=0)
-        >>> len(records), 0.0 <= records[-1].test_accuracy <= 1.0
+        >>> len(records), 0.0 <= records[-1].valid_accuracy <= 1.0
         (2, True)
         >>> dist.destroy_process_group()
     """
@@ -744,9 +745,9 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
             communication += seconds
         synchronize(device)
         elapsed = time.perf_counter() - start
-        test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
+        valid_loss, valid_accuracy = evaluate(model, data.x_valid, data.y_valid)
         records.append(EpochRecord(elapsed, communication, float(torch.stack(losses).mean()),
-                                   test_loss, test_accuracy))
+                                   valid_loss, valid_accuracy))
     return records
 
 
@@ -788,14 +789,17 @@ def train_mnist(config: TrainConfig) -> dict[str, Any]:
     """The worker of ``python -m byhand.mnist --processes P``: load, train, report.
 
     Every rank loads the dataset, builds the same seeded network and trains on its
-    shards. Returns the dataset name, the sizes, and the per-epoch records (as dicts).
+    shards. Returns the dataset name, the sizes, the per-epoch records (as dicts), and
+    the test loss and accuracy, measured once after the last epoch.
 
     Examples:
         >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         >>> from byhand.data import load_mnist
         >>> report = train_mnist(TrainConfig(load=load_mnist, limit=512, hidden=[16], epochs=1))
-        >>> report["dataset"], report["processes"], report["train_images"], report["parameters"]
-        ('mnist', 1, 512, 12730)
+        >>> report["dataset"], report["processes"], report["parameters"]
+        ('mnist', 1, 12730)
+        >>> report["train_images"] + report["valid_images"], report["test_images"]
+        (512, 512)
         >>> dist.destroy_process_group()
     """
     device = _rank_device(config.device)
@@ -804,9 +808,12 @@ def train_mnist(config: TrainConfig) -> dict[str, Any]:
     sizes = [data.x_train.shape[1], *config.hidden, len(dataset.classes)]
     model = mlp(sizes, device=device, seed=config.seed)
     records = fit(model, data, config.epochs, config.batch_size, config.lr, config.seed)
+    test_loss, test_accuracy = evaluate(model, data.x_test, data.y_test)
     return {"dataset": dataset.name, "device": str(device),
             "processes": dist.get_world_size(),
-            "train_images": int(data.x_train.shape[0]), "test_images": int(data.x_test.shape[0]),
+            "train_images": int(data.x_train.shape[0]), "valid_images": int(data.x_valid.shape[0]),
+            "test_images": int(data.x_test.shape[0]),
             "epochs": [vars(record) for record in records],
+            "test_loss": test_loss, "test_accuracy": test_accuracy,
             "parameters": sum(p.numel() for p, _ in model.parameters()),
             "threads": torch.get_num_threads()}

@@ -26,6 +26,10 @@ MAX_WIDE_EQUATIONS_ON_A_PHONE = 5
 # Everything a page should show, gathered in one pass per page and size.
 _SURVEY_JS = """
 () => {
+  // Open every collapsed solution and toggled block, so hidden equations are measured too.
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden')
+    .forEach(el => el.classList.remove('toggle-hidden'));
   const main = document.querySelector('main') || document.body;
   const visible = el => {
     const r = el.getBoundingClientRect();
@@ -84,9 +88,9 @@ def survey(browser, server: str) -> Iterator[dict[tuple[str, str], dict]]:
             visit = Visit(browser, server + page, viewport=viewport)
             try:
                 _wait_for_mathjax(visit.page)
-                results[page, size] = visit.page.evaluate(_SURVEY_JS)
                 visit.page.screenshot(path=str(SCREENSHOTS / f"{_page_id(page)}_{size}.png"),
                                       full_page=False)
+                results[page, size] = visit.page.evaluate(_SURVEY_JS)
             finally:
                 visit.close()
     yield results

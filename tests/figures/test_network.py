@@ -18,6 +18,7 @@ from byhand.figures.network import (
     plot_relu_subgradients,
     plot_saturation,
     plot_step_differences,
+    plot_time_to_accuracy,
     plot_true_class_recovery,
     plot_twin_training,
 )
@@ -147,12 +148,20 @@ def test_plot_digits_accepts_flat_rows():
     assert sum(1 for ax in fig.axes if ax.images) == 3
 
 
+def test_plot_digits_stays_phone_narrow():
+    fig = plot_digits(torch.rand(20, 784), ncols=10)
+    columns = {ax.get_subplotspec().colspan.start for ax in fig.axes}
+    assert len(columns) == 6 and fig.get_figwidth() <= 7.0
+
+
 def test_plot_history_draws_loss_and_accuracy():
-    history = History(train_loss=[0.5, 0.3], test_loss=[0.4, 0.35],
-                      test_accuracy=[0.95, 0.97], seconds=[1.0, 1.0],
+    history = History(train_loss=[0.5, 0.3], valid_loss=[0.4, 0.35],
+                      valid_accuracy=[0.95, 0.97], seconds=[1.0, 1.0],
                       step_loss=[0.9, 0.6, 0.4, 0.3])
     fig = plot_history(history, target=0.98, reference_error=0.016, title="run")
+    assert fig.get_figwidth() <= 7.0
     ax_loss, ax_acc = fig.axes
+    assert ax_acc.get_subplotspec().rowspan.start == 1  # stacked: one column
     assert ax_loss.get_yscale() == "log"
     assert "accuracy" in ax_acc.get_ylabel()
     accuracy = ax_acc.lines[0].get_ydata()
@@ -190,3 +199,43 @@ def test_plot_loss_curves_marks_non_finite_steps():
     assert labels[1].startswith("broken: inf from step 2 (2 steps)")
     ticks = [line for line in ax.lines if line.get_marker() == "|"]
     assert len(ticks) == 1 and list(ticks[0].get_xdata()) == [2, 3]
+
+
+def test_plot_time_to_accuracy_draws_every_run_against_seconds():
+    gd = History(train_loss=[2.0, 1.0, 0.8], valid_loss=[1.0, 0.9, 0.8],
+                 valid_accuracy=[0.5, 0.8, 0.9], seconds=[1.0, 1.0, 2.0])
+    sgd = History(train_loss=[0.4], valid_loss=[0.3], valid_accuracy=[0.95], seconds=[3.0])
+    runs = {"full batch, by hand": gd, "full batch, autograd": gd, "minibatch, by hand": sgd}
+    fig = plot_time_to_accuracy(runs, target=0.85)
+    ax_loss, ax_acc = fig.axes
+    _labelled(fig)
+    assert fig.get_figwidth() <= 7.0
+    assert list(ax_acc.lines[0].get_xdata()) == [1.0, 2.0, 4.0]
+    assert list(ax_acc.lines[0].get_ydata()) == pytest.approx([50.0, 80.0, 90.0])
+    assert ax_acc.lines[-1].get_ydata()[0] == pytest.approx(85.0)
+    assert ax_loss.lines[0].get_color() == ax_loss.lines[1].get_color()
+    assert ax_loss.lines[1].get_linestyle() == "--"
+    labels = [text.get_text() for text in ax_acc.get_legend().get_texts()]
+    assert labels == list(runs)
+
+
+def test_chapter_8_figures_are_legible_at_phone_width() -> None:
+    """At most 5.6 in wide, so a 360 px phone shows them at two thirds of their size or
+    more, and no text under 12 pt: no label below about 10 px on the phone."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    u = torch.linspace(-5, 5, 11, dtype=torch.float64)
+    figures = [
+        plot_relu_subgradients({"F.relu(x)": 0.0, "x.clamp(min=0)": 1.0}),
+        plot_saturation(u, {"softmax": {"a": u.exp(), "b": (-u).exp()}}),
+        plot_true_class_recovery({"cross-entropy": u.exp(), "MSE": u.exp()}),
+        plot_twin_training({"a": [2.0, 1.0], "b": [2.0, 1.0]}, [1e-8, 2e-8], {"spacing": 6e-8}),
+    ]
+    for fig in figures:
+        try:
+            fig.canvas.draw()
+            sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+            assert fig.get_size_inches()[0] <= 5.6 and min(sizes) >= 12
+        finally:
+            plt.close(fig)

@@ -5,7 +5,27 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
+
+#: The smallest type, in points, of the figures of chapters 6-8. They are at most 5.6 in
+#: wide, so a 360 px phone shows them at about two thirds of their size: 12 pt becomes
+#: about 10 px there.
+PHONE_MIN_POINTS = 12.0
+
+
+def phone_legible(fig: Figure, minimum: float = PHONE_MIN_POINTS) -> Figure:
+    """Raise every text of ``fig`` smaller than ``minimum`` points to it; return ``fig``.
+
+    Tick labels, which matplotlib redraws from the axes' settings, are set to ``minimum``.
+    """
+    for text in fig.findobj(Text):
+        if text.get_fontsize() < minimum:
+            text.set_fontsize(minimum)
+    for ax in fig.axes:
+        ax.tick_params(labelsize=minimum)
+    return fig
 
 
 def _ce_grouped_bars(ax: plt.Axes, series: dict[str, Tensor], colors: list[str] | None = None) -> None:
@@ -227,7 +247,7 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
             )
         w = weight.detach().cpu().double()
         series[r"weighted $\tilde t_j$"] = (1 - eps) * w[target] * onehot + (eps / n_classes) * w
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.4, 4.6), layout="constrained")
     _ce_grouped_bars(ax, series)
     ax.set_xticks(
         range(n_classes),
@@ -236,8 +256,8 @@ def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
     ax.set_xlabel("class $j$")
     ax.set_ylabel(r"target entry $\tilde t_j$")
     ax.set_title("What the loss is asked to match")
-    fig.legend(loc="outside lower center", ncol=len(series), fontsize=10)
-    return fig
+    fig.legend(loc="outside lower center", ncol=1, fontsize=11)
+    return phone_legible(fig)
 
 
 def saved_bytes_bars(
@@ -256,7 +276,7 @@ def saved_bytes_bars(
             f"got {len(labels)} and {len(nbytes)}"
         )
     mib = [b / 2**20 for b in nbytes]
-    fig, ax = plt.subplots(figsize=(6.8, 0.6 * len(labels) + 1.6))
+    fig, ax = plt.subplots(figsize=(5.6, 0.6 * len(labels) + 1.6))
     rows = list(range(len(labels)))[::-1]
     ax.barh(rows, mib, color="tab:blue", alpha=0.8)
     ax.set_yticks(rows, labels)
@@ -265,15 +285,17 @@ def saved_bytes_bars(
         text = f"{value:.1f} MiB"
         if unit_bytes:
             text += f"  ({b / unit_bytes:.2f}×)"
-        ax.text(value + 0.01 * right, row, text, va="center", fontsize=9)
+        ax.text(value + 0.01 * right, row, text, va="center", fontsize=10.5)
     if unit_bytes:
         ax.axvline(unit_bytes / 2**20, color="gray", linestyle="--", linewidth=1)
         ax.text(unit_bytes / 2**20, len(labels) - 0.35, "one N×C tensor", color="gray",
-                ha="center", va="bottom", fontsize=9)
+                ha="center", va="bottom", fontsize=10.5)
     ax.set_ylim(-0.6, len(labels) - 0.1)
-    ax.set_xlim(0, right * 1.45)
+    ax.set_xlim(0, right * 1.75)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.set_xlabel("bytes saved for backward (MiB)")
     ax.set_title(title)
+    phone_legible(fig)
     fig.tight_layout()
     return fig
 
@@ -286,16 +308,18 @@ def ours_vs_reference_gallery(
 
     Each value of ``panels`` is ``(ours, reference)`` with the same number of
     entries. A constant ratio shows as a line of the wrong slope; NaN entries cannot be
-    drawn and are counted in the panel instead. Two columns by default, so that the
-    panels stay legible on a phone; ``title``, when given, goes above them all.
+    drawn and are counted in the panel instead. Two columns by default, at most 5.4 in
+    wide with three ticks per axis and the axis names on the outer panels only, so that
+    the panels stay legible on a phone; ``title``, when given, goes above them all.
     """
     n = len(panels)
     if n == 0:
         raise ValueError("ours_vs_reference_gallery: panels must not be empty")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    side = min(3.4, 6.8 / ncols)                      # the figure stays within 6.8 in
-    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False)
+    side = min(2.7, 5.4 / ncols)                      # the figure stays within 5.4 in
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False,
+                             layout="constrained")
     for ax, (label, (ours, ref)) in zip(axes.flat, panels.items(), strict=False):
         a = ours.detach().to(torch.float64).cpu().reshape(-1)
         b = ref.detach().to(torch.float64).cpu().reshape(-1)
@@ -312,15 +336,20 @@ def ours_vs_reference_gallery(
         missing = int((~finite).sum())
         if missing:
             ax.text(0.5, 0.5, f"{missing} of {a.numel()} entries\nare NaN or inf",
-                    transform=ax.transAxes, ha="center", va="center", fontsize=10,
+                    transform=ax.transAxes, ha="center", va="center", fontsize=11,
                     color="tab:red")
         ax.set_title(label, fontsize=11)
-        ax.set_xlabel("autograd", fontsize=11)
-        ax.set_ylabel("ours", fontsize=11)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.yaxis.set_major_locator(MaxNLocator(3))
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        if k % ncols == 0:
+            ax.set_ylabel("ours")
+        if k + ncols >= n:                            # nothing drawn below this panel
+            ax.set_xlabel("autograd")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return phone_legible(fig)
 

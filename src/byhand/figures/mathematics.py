@@ -40,15 +40,16 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
     of output :math:`i` with respect to input :math:`j` (flatten tensor-valued inputs
     and outputs first). Zero entries are white, so the sparsity pattern (a diagonal, a
     row, blocks) is what one sees; each panel has its own symmetric colour scale and no
-    colour bar, since the pattern, not the values, is the point. Two columns of 3.45 in
-    (at most 7 in wide) with at most five ticks an axis, starting at 0, so that labels
-    stay legible when the figure is shrunk to a phone's width.
+    colour bar, since the pattern, not the values, is the point. Two columns of 2.6 in
+    (5.2 in wide) with at most five ticks an axis, starting at 0, so that the 12-point
+    labels stay legible when the figure is shrunk to a phone's width; keep the titles
+    short.
     """
     if not panels:
         raise ValueError("plot_jacobian_patterns needs at least one (title, J) panel")
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.45 * ncols, 3.2 * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.7 * nrows),
                              squeeze=False, layout="constrained")
     flat = list(axes.flat)
     for ax, (name, jac) in zip(flat, panels, strict=False):
@@ -57,8 +58,8 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
         _diverging_image(ax, jac, name)
         for axis, count in ((ax.yaxis, jac.shape[0]), (ax.xaxis, jac.shape[1])):
             axis.set_ticks(range(0, count, -(-count // 5)))
-        ax.set_xlabel("input $j$")
-        ax.set_ylabel("output $i$")
+        ax.set_xlabel("input")
+        ax.set_ylabel("output")
     for ax in flat[len(panels):]:
         ax.set_visible(False)
     if title:

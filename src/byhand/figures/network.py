@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from byhand.figures.backward import phone_legible
+
 
 def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 2.0) -> Figure:
     r"""ReLU and its derivative, with the value each formulation's backward uses at 0.
@@ -22,7 +24,7 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     if not limit > 0:
         raise ValueError(f"plot_relu_subgradients: limit must be positive; got {limit}")
     x = torch.linspace(-limit, limit, 401, dtype=torch.float64)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6.8, 4.4), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(5.6, 4.4), layout="constrained")
     left.plot(x.numpy(), torch.relu(x).numpy(), color="tab:blue")
     left.set_xlabel("$x$")
     left.set_ylabel(r"$\mathrm{relu}(x) = \max(x, 0)$")
@@ -37,8 +39,8 @@ def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 
     right.set_xlabel("$x$")
     right.set_ylabel(r"$\partial y / \partial x$")
     right.set_title("Its derivative")
-    fig.legend(loc="outside lower center", ncol=2, fontsize=10)
-    return fig
+    fig.legend(loc="outside lower center", ncol=1, fontsize=11)
+    return phone_legible(fig)
 
 
 def plot_saturation(
@@ -64,7 +66,7 @@ def plot_saturation(
         )
     u = logit.detach().cpu().double()
     fig, axes = plt.subplots(
-        len(panels), 1, figsize=(6.4, 4.6 * len(panels)), squeeze=False, layout="constrained"
+        len(panels), 1, figsize=(5.6, 4.6 * len(panels)), squeeze=False, layout="constrained"
     )
     for ax, (title, curves) in zip(axes[:, 0], panels.items(), strict=True):
         for label, values in curves.items():
@@ -81,8 +83,8 @@ def plot_saturation(
         ax.set_xlabel("logit of the true class")
         ax.set_ylabel("gradient magnitude")
         ax.set_title(title)
-        ax.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
-    return fig
+        ax.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    return phone_legible(fig)
 
 
 def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
@@ -93,15 +95,15 @@ def plot_true_class_recovery(curves: dict[str, Tensor]) -> Figure:
     """
     if not curves:
         raise ValueError("plot_true_class_recovery: curves must hold at least one curve")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.6, 4.2), layout="constrained")
     for label, values in curves.items():
         v = values.detach().cpu().double()
         ax.semilogy(range(v.numel()), v.numpy(), label=label)
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel("probability of the true class")
     ax.set_title("Recovering from a confidently wrong prediction")
-    fig.legend(loc="outside lower center", ncol=len(curves), fontsize=10)
-    return fig
+    fig.legend(loc="outside lower center", ncol=len(curves), fontsize=11)
+    return phone_legible(fig)
 
 
 def plot_twin_training(
@@ -119,7 +121,7 @@ def plot_twin_training(
     """
     if not losses:
         raise ValueError("plot_twin_training: losses must hold at least one curve")
-    fig, (left, right) = plt.subplots(2, 1, figsize=(6.4, 7.6), layout="constrained")
+    fig, (left, right) = plt.subplots(2, 1, figsize=(5.6, 7.6), layout="constrained")
     styles = ["-", "--", ":", "-."]
     for i, (label, values) in enumerate(losses.items()):
         left.plot(range(1, len(values) + 1), values, linestyle=styles[i % len(styles)],
@@ -127,7 +129,7 @@ def plot_twin_training(
     left.set_xlabel("SGD step")
     left.set_ylabel("training loss")
     left.set_title("Training loss")
-    left.legend(fontsize=9)
+    left.legend(fontsize=11)
     diffs = torch.tensor(max_param_diff, dtype=torch.float64)
     levels = [float(v) for v in diffs[diffs > 0]] + list((reference or {}).values())
     levels = [v for v in levels if v > 0]
@@ -142,18 +144,23 @@ def plot_twin_training(
     right.set_ylabel("max |difference|")
     right.set_title("How far apart the two models' parameters are")
     if reference:
-        right.legend(fontsize=10, loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    return fig
+        right.legend(fontsize=11, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    return phone_legible(fig)
 
 
+
+
+def _legend_below(ax, ncol: int = 1) -> None:
+    """The legend under the axes, outside the data, one entry per row (phone width)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=ncol, frameon=False)
 
 
 def _ch09_grid(count: int, ncols: int, size: float = 1.15) -> tuple[Figure, list]:
-    """A grid of image axes, ``count`` cells in rows of ``ncols``, ticks off."""
-    ncols = max(1, min(ncols, count))
+    """A grid of image axes, ``count`` cells in rows of ``ncols`` (at most 6), ticks off."""
+    ncols = max(1, min(ncols, count, 6))
     nrows = -(-count // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, 1.25 * size * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, 1.3 * size * nrows),
+                             squeeze=False, constrained_layout=True)
     flat = list(axes.flat)
     for ax in flat:
         ax.set_axis_off()
@@ -164,13 +171,13 @@ def plot_digits(
     images: Tensor,
     titles: list[str] | None = None,
     wrong: list[bool] | Tensor | None = None,
-    ncols: int = 8,
+    ncols: int = 5,
     title: str | None = None,
 ) -> Figure:
-    """Show 28x28 images in a grid, each with its title; titles of ``wrong`` ones in red.
+    """Show 28x28 images in a grid of at most 6 columns; titles of ``wrong`` ones in red.
 
     ``images`` has shape ``(N, 28, 28)`` or ``(N, 784)`` (any dtype; shown in grey,
-    ink dark on white).
+    ink dark on white). Keep titles short: a cell is about 1.15 in wide.
     """
     pictures = images.detach().to("cpu", torch.float32).reshape(images.shape[0], 28, 28)
     fig, axes = _ch09_grid(pictures.shape[0], ncols)
@@ -179,22 +186,21 @@ def plot_digits(
         ax.imshow(picture.numpy(), cmap="gray_r")
         if titles is not None:
             bad = wrong is not None and bool(wrong[i])
-            ax.set_title(titles[i], fontsize=8, color="tab:red" if bad else "black")
+            ax.set_title(titles[i], fontsize=11, color="tab:red" if bad else "black")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
 def plot_history(history, target: float | None = None, reference_error: float | None = None,
                  title: str | None = None) -> Figure:
-    """Loss per minibatch and per epoch (left) and test accuracy per epoch (right).
+    """Loss per minibatch and per epoch (top) and validation accuracy per epoch (bottom).
 
     ``history`` is a :class:`byhand.train.History`. ``target`` draws a horizontal line
     at that accuracy; ``reference_error`` another at ``1 - reference_error`` (a
-    published result to compare with).
+    published result to compare with). Legends sit below each panel, off the data.
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(6.4, 8.0), constrained_layout=True)
     epochs = list(range(1, history.epochs + 1))
     steps = len(history.step_loss)
     if steps:
@@ -202,31 +208,30 @@ def plot_history(history, target: float | None = None, reference_error: float | 
         ax_loss.plot([(k + 1) / per_epoch for k in range(steps)], history.step_loss,
                      color="tab:blue", alpha=0.25, lw=0.6, label="training minibatch")
     ax_loss.plot(epochs, history.train_loss, "o-", color="tab:blue", label="training (epoch mean)")
-    ax_loss.plot(epochs, history.test_loss, "s-", color="tab:orange", label="test")
+    ax_loss.plot(epochs, history.valid_loss, "s-", color="tab:orange", label="validation")
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.set_title("Loss")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * a for a in history.test_accuracy], "s-", color="tab:orange",
-                label="test accuracy")
+    _legend_below(ax_loss, ncol=2)
+    ax_acc.plot(epochs, [100 * a for a in history.valid_accuracy], "s-", color="tab:orange",
+                label="validation accuracy")
     if target is not None:
         ax_acc.axhline(100 * target, color="gray", ls="--", lw=1, label=f"{100 * target:.1f}%")
     if reference_error is not None:
         ax_acc.axhline(100 * (1 - reference_error), color="tab:green", ls=":", lw=1.5,
                        label=f"published: {100 * reference_error:.1f}% error")
-    levels = [100 * a for a in history.test_accuracy]
+    levels = [100 * a for a in history.valid_accuracy]
     levels += [100 * target] if target is not None else []
     levels += [100 * (1 - reference_error)] if reference_error is not None else []
     pad = 0.08 * (max(levels) - min(levels) or 1.0)
     ax_acc.set_ylim(min(levels) - pad, max(levels) + pad)
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("test accuracy (%)")
-    ax_acc.set_title("Test accuracy")
-    ax_acc.legend(loc="lower right")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_acc.set_title("Validation accuracy")
+    _legend_below(ax_acc)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -238,8 +243,8 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
     diagonal stay visible next to the thousands of correct answers on it.
     """
     counts = matrix.detach().to("cpu", torch.int64)
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
-    image = ax.imshow(torch.log1p(counts.double()).numpy(), cmap="Blues")
+    fig, ax = plt.subplots(figsize=(5.6, 5.6), constrained_layout=True)
+    ax.imshow(torch.log1p(counts.double()).numpy(), cmap="Blues")
     n = counts.shape[0]
     big = float(torch.log1p(counts.double()).max()) * 0.6
     for t in range(n):
@@ -247,7 +252,7 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
             value = int(counts[t, p])
             if value:
                 dark = float(torch.log1p(torch.tensor(float(value)))) > big
-                ax.text(p, t, str(value), ha="center", va="center", fontsize=7,
+                ax.text(p, t, str(value), ha="center", va="center", fontsize=10.5,
                         color="white" if dark else "black")
     ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0,
                   ha="right" if max(map(len, classes)) > 2 else "center")
@@ -255,8 +260,6 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="log(1 + count)")
-    fig.tight_layout()
     return fig
 
 
@@ -265,9 +268,10 @@ def plot_step_differences(differences: dict[str, list[float] | Tensor],
     """Per-step differences between two training runs on a log scale, one colour per entry.
 
     Each step's difference is a dot and the largest difference so far a line. A log
-    scale cannot show an exact 0, so those steps have no dot; the legend counts them.
+    scale cannot show an exact 0, so those steps have no dot; the legend (below the
+    axes) counts them.
     """
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
     for label, values in differences.items():
         series = torch.as_tensor(values, dtype=torch.float64).cpu()
         steps = torch.arange(1, len(series) + 1)
@@ -283,8 +287,7 @@ def plot_step_differences(differences: dict[str, list[float] | Tensor],
     ax.set_xlabel("training step")
     ax.set_ylabel("max |manual - autograd|")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="center right")
-    fig.tight_layout()
+    _legend_below(ax)
     return fig
 
 
@@ -294,11 +297,11 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
 
     Losses that are ``inf`` or ``nan`` cannot be drawn as a line: each run that has
     them gets a row of ticks along the top of the plot, one tick per such step, and
-    its legend entry says from which step on they occur.
+    its legend entry (below the axes) says from which step on they occur.
     """
     from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(9, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 6.4), constrained_layout=True)
     top = blended_transform_factory(ax.transData, ax.transAxes)
     row = 0
     for label, values in curves.items():
@@ -322,6 +325,41 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
     ax.set_xlabel("training step")
     ax.set_ylabel("minibatch cross-entropy")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="center right")
-    fig.tight_layout()
+    _legend_below(ax)
+    return fig
+
+
+def plot_time_to_accuracy(histories: dict[str, object], target: float) -> Figure:
+    """Seed 004's four runs: loss per epoch (top), validation accuracy against time (bottom).
+
+    ``histories`` maps a run's name to its :class:`byhand.train.History`. The top panel
+    draws each run's mean training loss per epoch (log-log: full-batch runs last many
+    epochs, minibatch runs few); the bottom one its validation accuracy after each
+    epoch against the training seconds spent so far, with the ``target`` accuracy as
+    a dashed line. Runs of the same schedule share a colour; the autograd twin is
+    dashed with hollow markers. Legend below, off the data.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(6.4, 8.2), constrained_layout=True)
+    colours = {}
+    for name, history in histories.items():
+        schedule = name.split(",")[0]
+        colour = colours.setdefault(schedule, f"C{len(colours)}")
+        autograd = "autograd" in name
+        style = {"color": colour, "ls": "--" if autograd else "-", "marker": "o", "ms": 4,
+                 "mfc": "none" if autograd else colour}
+        epochs = list(range(1, history.epochs + 1))
+        seconds = torch.tensor(history.seconds, dtype=torch.float64).cumsum(0).tolist()
+        ax_loss.plot(epochs, history.train_loss, label=name, **style)
+        ax_acc.plot(seconds, [100 * a for a in history.valid_accuracy], label=name, **style)
+    ax_acc.axhline(100 * target, color="gray", ls=":", lw=1.2)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xscale("log")
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (epoch mean)")
+    ax_loss.set_title("Loss per epoch")
+    ax_acc.set_xlabel("training seconds")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_acc.set_title(f"Time to {100 * target:.0f}% validation accuracy (dotted)")
+    _legend_below(ax_acc)
     return fig
