@@ -46,12 +46,14 @@ book: venv data
 
 lint: venv
 	$(BIN)/ruff check src tests chapters benchmarks tools _ext
+	$(BIN)/mypy src/byhand
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/python tools/bootstrap_cells.py --check
 
 unit: venv data
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/packaging
+	MPLBACKEND=Agg $(BIN)/python -m pytest --doctest-modules src/byhand -q
 
 nbval: venv data
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters

@@ -4,6 +4,16 @@ The public API mirrors :mod:`torch.nn.functional`: ``byhand.cross_entropy`` and
 ``byhand.nll_loss`` are differentiable drop-ins whose backward is ours; the pure
 forward and ``*_backward`` functions live in :mod:`byhand.softmax` and
 :mod:`byhand.losses`.
+
+Examples:
+    >>> import torch, byhand
+    >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]], requires_grad=True)
+    >>> byhand.cross_entropy(x, torch.tensor([0, 1])).backward()
+    >>> x.grad
+    tensor([[-0.1705,  0.1212,  0.0493],
+            [ 0.0543, -0.0988,  0.0445]])
+    >>> byhand.cross_entropy_backward(torch.tensor(1.0), x.detach(), torch.tensor([0, 1])).equal(x.grad)
+    True
 """
 
 from .autograd import cross_entropy, nll_loss

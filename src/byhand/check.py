@@ -38,7 +38,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Comparison:
-    """The verdict of :func:`compare`; ``str()`` gives a one-line report."""
+    """The verdict of :func:`compare`; ``str()`` gives a one-line report.
+
+    Examples:
+        >>> result = compare("d/dx", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
+        >>> result.exact, result.close, result.max_abs_diff
+        (True, True, 0.0)
+    """
 
     name: str
     exact: bool
@@ -58,6 +64,12 @@ def compare(
     """Compare ``ours`` with ``reference`` (same shape) and return the three-part verdict.
 
     Tolerances default to those of :func:`torch.testing.assert_close` for the dtype.
+
+    Examples:
+        >>> print(compare("d/dx", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5])))
+        d/dx               | exact: False | approximate: False | max diff: 5.00e-01
+        >>> print(compare("d/dx", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])))
+        d/dx               | exact: True  | approximate: True  | max diff: 0.00e+00
     """
     if ours.shape != reference.shape:
         raise ValueError(
@@ -81,7 +93,16 @@ def compare(
 def assert_close(
     name: str, ours: Tensor, reference: Tensor, rtol: float | None = None, atol: float | None = None
 ) -> Comparison:
-    """Like :func:`compare`, but raise :class:`AssertionError` with the report when not close."""
+    """Like :func:`compare`, but raise :class:`AssertionError` with the report when not close.
+
+    Examples:
+        >>> assert_close("d/dx", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        AssertionError: gradient mismatch: d/dx ... | approximate: False | max diff: 5.00e-01
+        >>> assert_close("d/dx", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])).close
+        True
+    """
     result = compare(name, ours, reference, rtol, atol)
     if not result.close:
         raise AssertionError(f"gradient mismatch: {result}")
@@ -103,6 +124,10 @@ def numerical_gradient(f: Callable[[Tensor], Tensor], x: Tensor, h: float = 1e-6
 
     Runs in float64 (``x`` is converted) and costs two calls of ``f`` per element, so
     use it on small inputs. The error is :math:`O(h^2)` plus rounding :math:`O(\epsilon/h)`.
+
+    Examples:
+        >>> numerical_gradient(lambda x: (x ** 3).sum(), torch.tensor([1.0, 2.0]))
+        tensor([ 3.0000, 12.0000], dtype=torch.float64)
     """
     x64 = x.detach().to(torch.float64).clone()
     grad = torch.zeros_like(x64)
@@ -119,7 +144,12 @@ def numerical_gradient(f: Callable[[Tensor], Tensor], x: Tensor, h: float = 1e-6
 
 
 def autograd_gradient(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """The gradient of a scalar ``f`` at ``x`` as PyTorch's autograd computes it."""
+    """The gradient of a scalar ``f`` at ``x`` as PyTorch's autograd computes it.
+
+    Examples:
+        >>> autograd_gradient(lambda x: (x ** 3).sum(), torch.tensor([1.0, 2.0]))
+        tensor([ 3., 12.])
+    """
     leaf = x.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(f(leaf), leaf)
     return grad
@@ -138,6 +168,13 @@ class GradientCheck:
     :math:`\max_k |a_k - b_k| / \max(|b_k|, \text{atol})` against autograd, and
     ``worst`` is ``(index, ours, reference)`` at the largest absolute difference.
     ``ours`` and ``reference`` keep the two gradients (autograd's is the reference).
+
+    Examples:
+        >>> x = torch.tensor([1.0, -2.0, 3.0])
+        >>> report = check_backward("square", lambda x: x ** 2, lambda g, x: 2 * g * x, x)
+        >>> check = report.gradients[0]
+        >>> check.passed, check.shape, check.vs_numerical.close
+        (True, (3,), True)
     """
 
     name: str
@@ -190,6 +227,12 @@ class BackwardReport:
 
     ``error`` holds the message when the backward raised instead of returning.
     ``str()`` is the multi-line verdict; :meth:`assert_passed` raises with it.
+
+    Examples:
+        >>> x = torch.tensor([1.0, -2.0, 3.0])
+        >>> report = check_backward("square", lambda x: x ** 2, lambda g, x: g * x, x)
+        >>> report.passed, report.hints[0].split(":")[0]
+        (False, 'ours / reference is the constant 0.5 everywhere')
     """
 
     name: str
@@ -258,6 +301,16 @@ def check_backward(
     ``rtol``/``atol`` apply to the autograd comparison (dtype defaults as in
     :func:`compare`), ``numerical_rtol``/``numerical_atol`` to the finite-difference
     one. The backward's exceptions are caught and reported; the forward's are not.
+
+    Examples:
+        >>> x = torch.tensor([1.0, -2.0, 3.0])
+        >>> print(check_backward("square", lambda x: x ** 2, lambda g, x: 2 * g * x, x))
+        square: PASSED
+          d/d input: ok
+            shape              | (3,) matches
+            vs autograd        | exact: True  | approximate: True  | max diff: 0.00e+00
+            vs numerical       | exact: True  | approximate: True  | max diff: 0.00e+00
+            max rel diff       | 0.00e+00
     """
     names, values = _named_inputs(inputs)
     checked = _checked_positions(names, values, wrt)

@@ -43,16 +43,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar
-
-try:
-    import fcntl
-except ImportError:  # Windows, where an open file cannot be deleted, which protects it as well
-    fcntl = None
+from types import ModuleType
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows, where an open file cannot be deleted, which protects it as well
+    fcntl = None
 
 __all__ = [
     "CorruptFileError",
@@ -94,8 +96,10 @@ DIGITS = tuple(str(d) for d in range(10))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}
 _IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
 MAX_IDX_DIMS = 16
 _DEFLATE_MAX_RATIO = 1032  # a deflate code of 2 bits can stand for at most 258 bytes
@@ -107,12 +111,30 @@ _TRANSFER_ERRORS = (OSError, http.client.HTTPException, ValueError)
 
 
 class CorruptFileError(ValueError):
-    """A data file whose header, size or checksum is not what it must be."""
+    """A data file whose header, size or checksum is not what it must be.
+
+    Examples:
+        >>> tmp = tempfile.TemporaryDirectory(); path = Path(tmp.name, "labels-idx1-ubyte")
+        >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 5, 7, 2]))
+        >>> read_idx(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        byhand.data.CorruptFileError: ...: IDX header says shape (5,) ...; the file holds 2 bytes
+        >>> tmp.cleanup()
+    """
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """An image classification dataset as tensors: uint8 images, int64 labels."""
+    """An image classification dataset as tensors: uint8 images, int64 labels.
+
+    Examples:
+        >>> mnist = load_mnist(download=False)
+        >>> mnist.train_images.shape, mnist.train_images.dtype, mnist.test_labels.shape
+        (torch.Size([60000, 28, 28]), torch.uint8, torch.Size([10000]))
+        >>> mnist.train_labels[:8], mnist.classes[:3]
+        (tensor([5, 0, 4, 1, 9, 2, 1, 3]), ('0', '1', '2'))
+    """
 
     name: str
     train_images: Tensor
@@ -136,6 +158,13 @@ def read_idx(path: str | Path) -> Tensor:
     bomb is refused without being inflated. A missing file raises
     :class:`FileNotFoundError`; anything else wrong raises :class:`CorruptFileError`
     naming the file.
+
+    Examples:
+        >>> tmp = tempfile.TemporaryDirectory(); path = Path(tmp.name, "labels-idx1-ubyte")
+        >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 2, 1]))
+        >>> read_idx(path)
+        tensor([7, 2, 1], dtype=torch.uint8)
+        >>> tmp.cleanup()
     """
     path = Path(path)
     with path.open("rb") as file:
@@ -149,7 +178,7 @@ def read_idx(path: str | Path) -> Tensor:
             raise CorruptFileError(f"{path}: not a readable gzip file ({exc})") from exc
 
 
-def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> Tensor:
+def _read_idx_stream(stream: io.BufferedIOBase, path: Path, size: int, capacity: int) -> Tensor:
     """Parse the IDX header from ``stream`` and read the payload it announces, no more."""
     magic = stream.read(4)
     if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
@@ -167,7 +196,7 @@ def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> 
     if len(sizes) < 4 * ndim:
         raise CorruptFileError(f"{path}: IDX header promises {ndim} dimensions but is truncated")
     shape = struct.unpack(f">{ndim}I", sizes)
-    dtype = np.dtype(_IDX_DTYPES[code])
+    dtype = _IDX_DTYPES[code]
     expected = math.prod(shape) * dtype.itemsize
     announced = f"{path}: IDX header says shape {shape} ({expected} bytes of data)"
     if expected > capacity:
@@ -182,7 +211,7 @@ def _read_idx_stream(stream: BinaryIO, path: Path, size: int, capacity: int) -> 
     return torch.from_numpy(array.astype(dtype.newbyteorder("="), copy=False))
 
 
-def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
+def _read_into(stream: io.BufferedIOBase, buffer: bytearray) -> int:
     """Fill ``buffer`` from ``stream`` until it is full or the stream ends; return the count."""
     view, got = memoryview(buffer), 0
     while got < len(buffer):
@@ -194,7 +223,20 @@ def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
 
 
 def write_idx(path: str | Path, tensor: Tensor) -> None:
-    """Write a uint8 or int8 tensor as a gzip-compressed IDX file, atomically."""
+    """Write a uint8 or int8 tensor as a gzip-compressed IDX file, atomically.
+
+    Examples:
+        >>> tmp = tempfile.TemporaryDirectory(); path = Path(tmp.name, "grid-idx2-ubyte.gz")
+        >>> write_idx(path, torch.arange(6, dtype=torch.uint8).reshape(2, 3))
+        >>> read_idx(path)
+        tensor([[0, 1, 2],
+                [3, 4, 5]], dtype=torch.uint8)
+        >>> write_idx(path, torch.zeros(3))
+        Traceback (most recent call last):
+            ...
+        TypeError: write_idx: tensor must be uint8 or int8; got torch.float32
+        >>> tmp.cleanup()
+    """
     array = tensor.detach().cpu().numpy()
     if array.dtype not in _IDX_CODES:
         raise TypeError(f"write_idx: tensor must be uint8 or int8; got {tensor.dtype}")
@@ -266,7 +308,19 @@ def _remove_stale_parts(path: Path) -> None:
 
 
 class DownloadError(OSError):
-    """No mirror served a file with the right checksum; the message lists every attempt."""
+    """No mirror served a file with the right checksum; the message lists every attempt.
+
+    Examples:
+        >>> tmp = tempfile.TemporaryDirectory(); mirror = Path(tmp.name)
+        >>> _ = (mirror / "a.txt").write_bytes(b"byhand")
+        >>> download("a.txt", "0" * 32, [mirror.as_uri() + "/"], mirror)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        byhand.data.DownloadError: could not download a.txt; 1 mirror(s) tried:
+          file://.../a.txt: MD5 385122f2778b265180f1fe21ed272406 is not the expected 000...000
+        Download it by hand, check that its MD5 is 000...000, and put it in .../
+        >>> tmp.cleanup()
+    """
 
 
 class _MirrorError(Exception):
@@ -283,6 +337,14 @@ def download(name: str, md5: str, mirrors: Sequence[str], folder: Path, timeout:
     streamed into a temporary file that replaces ``folder/name`` only once its MD5
     is verified. Raises :class:`DownloadError` listing every mirror and its failure
     when none succeeds; errors of the local disk are raised as they are.
+
+    Examples:
+        >>> tmp = tempfile.TemporaryDirectory(); mirror = Path(tmp.name)
+        >>> _ = (mirror / "a.txt").write_bytes(b"byhand"); (mirror / "copy").mkdir()
+        >>> md5 = hashlib.md5(b"byhand", usedforsecurity=False).hexdigest()
+        >>> download("a.txt", md5, [mirror.as_uri() + "/"], mirror / "copy").read_bytes()
+        b'byhand'
+        >>> tmp.cleanup()
     """
     failures = []
     for mirror in mirrors:
@@ -332,7 +394,14 @@ def _chunks(url: str, timeout: float, max_bytes: int) -> Iterator[bytes]:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """``root`` if given, else ``$BYHAND_DATA``, else ``~/.cache/byhand``."""
+    """``root`` if given, else ``$BYHAND_DATA``, else ``~/.cache/byhand``.
+
+    Examples:
+        >>> data_root("some/folder") == Path("some/folder")
+        True
+        >>> data_root() == Path(os.environ.get("BYHAND_DATA") or Path.home() / ".cache" / "byhand")
+        True
+    """
     if root is not None:
         return Path(root)
     env = os.environ.get("BYHAND_DATA")
@@ -380,7 +449,15 @@ def _read_dataset(name: str, folder: Path, classes: tuple[str, ...]) -> Dataset:
 
 
 def load_mnist(root: str | Path | None = None, download: bool = True) -> Dataset:
-    """MNIST: 60,000 training and 10,000 test digits, 28x28 uint8, labels 0-9."""
+    """MNIST: 60,000 training and 10,000 test digits, 28x28 uint8, labels 0-9.
+
+    Examples:
+        >>> mnist = load_mnist(download=False)
+        >>> mnist.train_images.shape, mnist.test_images.shape
+        (torch.Size([60000, 28, 28]), torch.Size([10000, 28, 28]))
+        >>> torch.bincount(mnist.test_labels)
+        tensor([ 980, 1135, 1032, 1010,  982,  892,  958, 1028,  974, 1009])
+    """
     folder = data_root(root) / "mnist"
     _ensure_files(folder, MNIST_FILES, MNIST_MIRRORS, download, "load_mnist")
     return _read_dataset("mnist", folder, DIGITS)
@@ -391,6 +468,11 @@ def load_fashion_mnist(root: str | Path | None = None, download: bool = True) ->
 
     Looks in ``<root>/fashion-mnist``, then in the folder of Debian's
     ``dataset-fashion-mnist`` package, then downloads into the first.
+
+    Examples:
+        >>> fashion = load_fashion_mnist(download=False)
+        >>> fashion.train_images.shape, fashion.classes[:3]
+        (torch.Size([60000, 28, 28]), ('T-shirt/top', 'Trouser', 'Pullover'))
     """
     folder = data_root(root) / "fashion-mnist"
     if not all((folder / name).exists() for name in FASHION_FILES) and all(
@@ -442,6 +524,12 @@ def prepare_from_pickle(pickle_gz: bytes, root: str | Path | None = None,
     """Write the four official MNIST IDX files from the bytes of ``mnist.pkl.gz``.
 
     Checks the SHA-256 first (an error names the bytes as ``name``); returns the folder written.
+
+    Examples:
+        >>> prepare_from_pickle(b"not the MNIST pickle")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        byhand.data.CorruptFileError: mnist.pkl.gz: SHA-256 must be f11bb9e41d6c...; got ac9938...
     """
     digest = _sha256(pickle_gz)
     if digest != MNIST_PICKLE_SHA256:

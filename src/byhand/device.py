@@ -24,6 +24,16 @@ def pick_device(preference: str = "auto") -> torch.device:
 
     An explicit ``"cuda"`` or ``"mps"`` that is not available raises instead of
     silently falling back, so a reader who asked for the GPU knows they did not get it.
+
+    Examples:
+        >>> pick_device("cpu")
+        device(type='cpu')
+        >>> pick_device().type in ("cuda", "mps", "cpu")
+        True
+        >>> pick_device("tpu")
+        Traceback (most recent call last):
+            ...
+        ValueError: pick_device: preference must be one of 'auto', 'cpu', 'cuda' or 'mps'; got 'tpu'
     """
     if preference == "auto":
         if torch.cuda.is_available():
@@ -41,7 +51,15 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 
 def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on ``device``, so a wall-clock reading covers it."""
+    """Wait for the work queued on ``device``, so a wall-clock reading covers it.
+
+    Examples:
+        >>> device = pick_device()
+        >>> x = torch.ones(1000, device=device) * 2
+        >>> synchronize(device)
+        >>> float(x.sum())
+        2000.0
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -49,7 +67,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo``, else ``platform.processor()``."""
+    """The CPU's model name from ``/proc/cpuinfo``, else ``platform.processor()``.
+
+    Examples:
+        >>> isinstance(cpu_model(), str) and len(cpu_model()) > 0
+        True
+    """
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -69,6 +92,13 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, obje
     used, or :func:`pick_device`'s choice when ``device`` is None), ``gpu`` (the CUDA
     device's name, or None) and ``load_average`` (the 1-minute load average, or None: a
     load above the core count means other processes competed for the CPU).
+
+    Examples:
+        >>> machine = describe_machine("cpu")
+        >>> machine["device"], machine["torch"] == torch.__version__
+        ('cpu', True)
+        >>> sorted(machine)
+        ['cpu', 'cpu_count', 'device', 'gpu', 'load_average', 'platform', 'python', 'torch', 'torch_threads']
     """
     cuda = torch.cuda.is_available()
     return {

@@ -6,12 +6,13 @@ rows, the *sum* of the per-sample losses and the *sum* of the counted weights
 
 .. math::
 
-   S_r = \sum_{n \in B_r} L_n, \qquad D_r = \sum_{n \in B_r} m_n w_{y_n}
+   S_r = \sum_{n \in B_r} L_n, \qquad D_r = \sum_{n \in B_r} \mu_n w_{y_n}
 
-(:math:`m_n = [y_n \ne \text{ignore\_index}]`; :math:`D_r` is the number of rows for
-probability targets). One all-reduce of the pair gives :math:`S = \sum_r S_r` and
-:math:`D = \sum_r D_r`, the numerator and denominator of the one-process mean
-:math:`L = S/D`, so the logit gradient of every row is the one-process gradient
+(the ignore mask :math:`\mu_n` is 0 where :math:`y_n` is ``ignore_index``, else 1;
+:math:`D_r` is the number of rows for probability targets). One all-reduce of the
+pair gives :math:`S = \sum_r S_r` and :math:`D = \sum_r D_r`, the numerator and
+denominator of the one-process mean :math:`L = S/D`, so the logit gradient of every
+row is the one-process gradient
 
 .. math::
 
@@ -51,7 +52,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .device import synchronize
-from .layers import Layer
+from .layers import Layer, Sequential
 from .losses import (
     _batched,
     _ce_denominator,
@@ -99,11 +100,29 @@ DEFAULT_TIMEOUT = 120.0
 
 
 class WorkerError(RuntimeError):
-    """A worker raised, died or did not finish in time; the message says which and why."""
+    """A worker raised, died or did not finish in time; the message says which and why.
+
+    Examples:
+        >>> launch(math.sqrt, (-1.0,), processes=1)
+        Traceback (most recent call last):
+            ...
+        byhand.distributed.WorkerError: worker 0 of 1 failed: ValueError: math domain error
+        >>> issubclass(WorkerError, RuntimeError)
+        True
+    """
 
 
 def backend_for(device: torch.device | str) -> str:
-    """``nccl`` for CUDA tensors, ``gloo`` for CPU tensors; other devices are refused."""
+    """``nccl`` for CUDA tensors, ``gloo`` for CPU tensors; other devices are refused.
+
+    Examples:
+        >>> backend_for("cpu"), backend_for(torch.device("cuda", 0))
+        ('gloo', 'nccl')
+        >>> backend_for("mps")
+        Traceback (most recent call last):
+            ...
+        ValueError: distributed: device must be 'cpu' (gloo) or 'cuda' (nccl); got 'mps'
+    """
     kind = torch.device(device).type
     if kind == "cuda":
         return "nccl"
@@ -113,20 +132,37 @@ def backend_for(device: torch.device | str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` now: the one the system picks when binding port 0."""
+    """A TCP port that is free on ``host`` now: the one the system picks when binding port 0.
+
+    Examples:
+        >>> 0 < free_port() < 65536
+        True
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def launched_by_torchrun() -> bool:
-    """Whether this process was started by ``torchrun`` (its environment names a rank)."""
+    """Whether this process was started by ``torchrun`` (its environment names a rank).
+
+    Examples:
+        >>> launched_by_torchrun()
+        False
+    """
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def init_from_environment(device: torch.device | str = "cpu",
                           timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Join the process group described by ``torchrun``'s environment variables."""
+    """Join the process group described by ``torchrun``'s environment variables.
+
+    Examples:
+        >>> init_from_environment("cpu")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        RuntimeError: init_from_environment: RANK, ... must be set, as torchrun sets them
+    """
     if not launched_by_torchrun():
         raise RuntimeError("init_from_environment: RANK, WORLD_SIZE, MASTER_ADDR and "
                            "MASTER_PORT must be set, as torchrun sets them")
@@ -137,7 +173,16 @@ def init_from_environment(device: torch.device | str = "cpu",
 def run_in_environment_group(fn: Callable[..., Any], args: Sequence[Any] = (),
                              device: torch.device | str = "cpu",
                              timeout: float = DEFAULT_TIMEOUT) -> tuple[int, Any]:
-    """Under ``torchrun``: join its group, run ``fn(*args)``, leave; return ``(rank, value)``."""
+    """Under ``torchrun``: join its group, run ``fn(*args)``, leave; return ``(rank, value)``.
+
+    Examples:
+        >>> names = {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+        >>> names["MASTER_PORT"] = str(free_port())
+        >>> os.environ.update(names)
+        >>> run_in_environment_group(dist.get_world_size)
+        (0, 1)
+        >>> _ = [os.environ.pop(name) for name in names]
+    """
     init_from_environment(device, timeout)
     try:
         return dist.get_rank(), fn(*args)
@@ -185,6 +230,12 @@ def launch(fn: Callable[..., Any], args: Sequence[Any] = (), processes: int = 2,
     ``collective_timeout`` bounds each collective (default: ``timeout``, or
     :data:`DEFAULT_TIMEOUT` when ``timeout`` is infinite), so a worker that hangs makes
     the others fail after it even without an overall deadline.
+
+    Examples:
+        >>> launch(dist.get_rank, processes=2)
+        [0, 1]
+        >>> launch(in_sequence, [(dist.get_rank, ()), (dist.get_world_size, ())], processes=2)
+        [[0, 2], [1, 2]]
     """
     if processes < 1:
         raise ValueError(f"launch: processes must be a positive integer; got {processes}")
@@ -214,6 +265,10 @@ def in_sequence(*calls: tuple[Callable[..., Any], Sequence[Any]]) -> list[Any]:
     """Worker: run ``fn(*args)`` for each ``(fn, args)`` in turn, in one process group.
 
     ``launch(in_sequence, ((f, a), (g, b)))`` pays for starting the processes once.
+
+    Examples:
+        >>> in_sequence((max, (1, 2)), (min, (1, 2)))
+        [2, 1]
     """
     return [fn(*args) for fn, args in calls]
 
@@ -263,7 +318,8 @@ def _drain(results: Any, values: dict[int, Any], errors: dict[int, str], seconds
     deadline, got = time.monotonic() + seconds, False
     while time.monotonic() < deadline and (until is None or len(values) + len(errors) < until):
         try:
-            _record(*results.get(timeout=0.05), values, errors)
+            kind, rank, payload = results.get(timeout=0.05)
+            _record(kind, rank, payload, values, errors)
             got = True
         except queue.Empty:
             if until is None and got:
@@ -292,6 +348,10 @@ def ring_all_reduce_bytes(nbytes: float, processes: int) -> float:
     The vector is cut into :math:`P` chunks; :math:`P-1` steps of reduce-scatter and
     :math:`P-1` steps of all-gather each pass one chunk of :math:`M/P` bytes to the
     next rank on the ring.
+
+    Examples:
+        >>> ring_all_reduce_bytes(1e6, processes=4), ring_all_reduce_bytes(1e6, processes=1)
+        (1500000.0, 0.0)
     """
     if processes < 1:
         raise ValueError(f"ring_all_reduce_bytes: processes must be positive; got {processes}")
@@ -304,6 +364,10 @@ def ring_all_reduce_seconds(nbytes: float, processes: int, bandwidth: float,
 
     ``bandwidth`` :math:`\beta` in bytes per second per rank and direction, ``latency``
     :math:`\alpha` in seconds per step; :math:`2(P-1)` steps of one chunk each.
+
+    Examples:
+        >>> round(ring_all_reduce_seconds(4e8, processes=8, bandwidth=1e10, latency=1e-5), 6)
+        0.07014
     """
     return (2 * (processes - 1) * latency
             + ring_all_reduce_bytes(nbytes, processes) / bandwidth)
@@ -319,6 +383,10 @@ def shard(rows: Tensor, rank: int | None = None, world_size: int | None = None) 
     Every rank draws the same seeded order, so the shards of all ranks, in rank order,
     are exactly the minibatch one process would see; an uneven batch gives the first
     ``len(rows) % world_size`` ranks one row more, and a rank may get no row at all.
+
+    Examples:
+        >>> [shard(torch.arange(10), rank, world_size=4) for rank in range(4)]
+        [tensor([0, 1, 2]), tensor([3, 4, 5]), tensor([6, 7]), tensor([8, 9])]
     """
     rank = dist.get_rank() if rank is None else rank
     world_size = dist.get_world_size() if world_size is None else world_size
@@ -332,10 +400,15 @@ def shard(rows: Tensor, rank: int | None = None, world_size: int | None = None) 
 
 def counted_weight(input: Tensor, target: Tensor, weight: Tensor | None = None,
                    ignore_index: int = -100) -> Tensor:
-    r"""The denominator of a ``mean`` cross-entropy on these rows: :math:`D = \sum_n m_n w_{y_n}`.
+    r"""The denominator of a ``mean`` cross-entropy on these rows: :math:`D = \sum_n \mu_n w_{y_n}`.
 
     For probability targets it is the number of sample positions. Returned as a
     0-dimensional tensor in the input's dtype, on its device.
+
+    Examples:
+        >>> x, y = torch.zeros(4, 3), torch.tensor([0, 2, -100, 2])
+        >>> counted_weight(x, y), counted_weight(x, y, weight=torch.tensor([1.0, 1.0, 0.5]))
+        (tensor(3.), tensor(2.))
     """
     x, t = _batched(input, target)
     value = _ce_denominator(x, t, weight, ignore_index, _is_prob_target(x, t))
@@ -352,6 +425,14 @@ def global_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     and the result is :math:`L = S/D` with
     :math:`\partial L/\partial x_{nj} = D^{-1}\,\partial S_r/\partial x_{nj}` for this
     rank's rows: exactly the rows of the one-process gradient, for every option.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x, y = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), torch.tensor([0, -100])
+        >>> loss, grad = global_cross_entropy(x, y)
+        >>> torch.allclose(loss, torch.nn.functional.cross_entropy(x, y)), grad.shape
+        (True, torch.Size([2, 3]))
+        >>> dist.destroy_process_group()
     """
     loss_sum, grad = cross_entropy_forward_backward(
         input, target, weight, ignore_index, reduction="sum", label_smoothing=label_smoothing)
@@ -370,6 +451,14 @@ def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = N
     ``DistributedDataParallel`` does): each rank's rows get
     :math:`(P D_r)^{-1}\,\partial S_r/\partial x_{nj}`, which equals the one-process
     gradient only when :math:`D_r = D/P` on every rank. Kept to measure that error.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x, y = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), torch.tensor([0, 1])
+        >>> loss, grad = naive_cross_entropy(x, y)
+        >>> torch.allclose(loss, torch.nn.functional.cross_entropy(x, y))
+        True
+        >>> dist.destroy_process_group()
     """
     local, grad = cross_entropy_forward_backward(
         input, target, weight, ignore_index, reduction="mean", label_smoothing=label_smoothing)
@@ -383,11 +472,28 @@ def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = N
 
 
 def flat_gradients(model: Layer) -> Tensor:
-    """Every parameter gradient of ``model``, flattened into one vector (in parameter order)."""
+    """Every parameter gradient of ``model``, flattened into one vector (in parameter order).
+
+    Examples:
+        >>> model = mlp([3, 2], seed=0)
+        >>> flat_gradients(model)
+        Traceback (most recent call last):
+            ...
+        RuntimeError: flat_gradients: a parameter has no gradient; run a backward first
+        >>> _ = model.backward(model.forward(torch.ones(1, 3)))
+        >>> flat_gradients(model).shape
+        torch.Size([8])
+    """
+    return torch.cat([grad.reshape(-1) for grad in _gradients(model, "flat_gradients")])
+
+
+def _gradients(model: Layer, fn: str) -> list[Tensor]:
+    """Every parameter gradient of ``model``, in parameter order; each must exist."""
     grads = [grad for _, grad in model.parameters()]
-    if any(grad is None for grad in grads):
-        raise RuntimeError("flat_gradients: a parameter has no gradient; run a backward first")
-    return torch.cat([grad.reshape(-1) for grad in grads])
+    present = [grad for grad in grads if grad is not None]
+    if len(present) < len(grads):
+        raise RuntimeError(f"{fn}: a parameter has no gradient; run a backward first")
+    return present
 
 
 def all_reduce_gradients(model: Layer, group: Any = None) -> None:
@@ -397,32 +503,56 @@ def all_reduce_gradients(model: Layer, group: Any = None) -> None:
     (\partial L/\partial x_{nj})(\partial x_{nj}/\partial\theta)`: the logit gradients
     already carry the global :math:`1/D`, so the ranks' gradients are added, not
     averaged. One ``all_reduce`` of one contiguous vector instead of one per tensor.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> model = mlp([3, 2], seed=0); _ = model.forward(torch.ones(1, 3))
+        >>> _ = model.backward(torch.ones(1, 2))
+        >>> all_reduce_gradients(model)
+        >>> flat_gradients(model)
+        tensor([1., 1., 1., 1., 1., 1., 1., 1.])
+        >>> dist.destroy_process_group()
     """
     bucket = flat_gradients(model)
     dist.all_reduce(bucket, group=group)
     offset = 0
-    for _, grad in model.parameters():
+    for grad in _gradients(model, "all_reduce_gradients"):
         grad.copy_(bucket[offset:offset + grad.numel()].view_as(grad))
         offset += grad.numel()
 
 
-def ddp_gradients(model: Layer, x: Tensor, target: Tensor, weight: Tensor | None = None,
+def ddp_gradients(model: Sequential, x: Tensor, target: Tensor, weight: Tensor | None = None,
                   ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """The flat parameter gradient that ``DistributedDataParallel`` with ``F.cross_entropy``
     (``mean``) gives for this rank's rows ``x``: the autograd reference of the naive average.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> model, x, y = mlp([3, 4, 2], seed=0), torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([1])
+        >>> _, grad = cross_entropy_forward_backward(model.forward(x), y); _ = model.backward(grad)
+        >>> torch.allclose(ddp_gradients(model, x, y), flat_gradients(model))
+        True
+        >>> dist.destroy_process_group()
     """
     net = torch_mlp(model)
     ddp = torch.nn.parallel.DistributedDataParallel(net)
     loss = torch.nn.functional.cross_entropy(ddp(x), target, weight=weight,
                                              ignore_index=ignore_index,
                                              label_smoothing=label_smoothing)
-    loss.backward()
-    return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+    grads = [p.grad for p in net.parameters()]
+    return torch.cat([grad.reshape(-1) for grad in grads if grad is not None])
 
 
 @dataclass
 class Problem:
-    """A batch for :func:`compare_gradients`: rows ``x``, targets, the network and the options."""
+    """A batch for :func:`compare_gradients`: rows ``x``, targets, the network and the options.
+
+    Examples:
+        >>> problem = Problem(torch.zeros(2, 3), torch.tensor([0, 1]), sizes=[3, 2], ignore_index=1)
+        >>> problem.options()
+        {'weight': None, 'ignore_index': 1, 'label_smoothing': 0.0}
+    """
 
     x: Tensor
     target: Tensor
@@ -454,6 +584,14 @@ def compare_gradients(problems: Sequence[Problem]) -> list[dict[str, Tensor]]:
     ``DistributedDataParallel`` with ``F.cross_entropy`` (``ddp``); the last two are
     left out when some rank has no rows (it has no mean). Also returned: each rank's
     counted weight :math:`D_r` (``counted``, one entry per rank).
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+        >>> (result,) = compare_gradients([Problem(x, torch.tensor([0, 1, 1, 0]), sizes=[3, 2])])
+        >>> sorted(result), torch.allclose(result["one"], result["global"])
+        (['counted', 'ddp', 'global', 'loss_global', 'loss_naive', 'loss_one', 'naive', 'one'], True)
+        >>> dist.destroy_process_group()
     """
     rank, world_size = dist.get_rank(), dist.get_world_size()
     results = []
@@ -497,6 +635,14 @@ def train_step(model: Layer, x: Tensor, y: Tensor, lr: float,
     """One data-parallel step on this rank's rows: forward, global-mean loss and gradient,
     backward, one flat all-reduce, SGD. Returns the global loss and the seconds spent
     in the two all-reduces (the loss pair and the gradient bucket).
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> model, x, y = mlp([3, 2], seed=0), torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([1])
+        >>> losses = [float(train_step(model, x, y, lr=0.1)[0]) for _ in range(3)]
+        >>> losses == sorted(losses, reverse=True)
+        True
+        >>> dist.destroy_process_group()
     """
     logits = model.forward(x)
     (loss, grad), loss_seconds = _timed(lambda: global_cross_entropy(logits, y, group=group),
@@ -508,7 +654,13 @@ def train_step(model: Layer, x: Tensor, y: Tensor, lr: float,
 
 
 def flat_parameters(model: Layer) -> Tensor:
-    """Every parameter of ``model``, flattened into one new vector (in parameter order)."""
+    """Every parameter of ``model``, flattened into one new vector (in parameter order).
+
+    Examples:
+        >>> model = mlp([3, 2], seed=0)
+        >>> flat_parameters(model).shape, sum(param.numel() for param, _ in model.parameters())
+        (torch.Size([8]), 8)
+    """
     return torch.cat([param.reshape(-1) for param, _ in model.parameters()])
 
 
@@ -521,6 +673,13 @@ def trajectory(x: Tensor, y: Tensor, sizes: Sequence[int], steps: int, batch_siz
     Inside a process group every rank trains on its :func:`shard` of each batch with
     :func:`train_step` and rank 0 returns the rows (the others ``None``); outside one,
     a single process trains on whole batches (:func:`byhand.train.train_step`).
+
+    Examples:
+        >>> x = torch.randn(6, 3, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.tensor([0, 1, 1, 0, 1, 0])
+        >>> rows = trajectory(x, y, sizes=[3, 2], steps=4, batch_size=3, lr=0.1)
+        >>> rows.shape
+        torch.Size([5, 8])
     """
     model = mlp(sizes, dtype=x.dtype, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -539,7 +698,13 @@ def trajectory(x: Tensor, y: Tensor, sizes: Sequence[int], steps: int, batch_siz
 
 @dataclass
 class EpochRecord:
-    """What one rank measured in one epoch."""
+    """What one rank measured in one epoch.
+
+    Examples:
+        >>> record = EpochRecord(2.0, 0.5, train_loss=0.3, valid_loss=0.28, valid_accuracy=0.92)
+        >>> record.communication_seconds / record.seconds
+        0.25
+    """
 
     seconds: float
     communication_seconds: float
@@ -555,6 +720,15 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
     every batch. The model follows the one-process run step for step; every rank
     evaluates it on the whole validation set after each epoch (the test rows are left
     for one evaluation at the end, as in :func:`byhand.train.fit`).
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.arange(64) % 2
+        >>> data = Tensors(x, y, x, y, x, y)
+        >>> records = fit(mlp([3, 2], seed=0), data, epochs=2, batch_size=16, lr=0.1, seed=0)
+        >>> len(records), 0.0 <= records[-1].valid_accuracy <= 1.0
+        (2, True)
+        >>> dist.destroy_process_group()
     """
     generator = torch.Generator().manual_seed(seed)
     rank, world_size = dist.get_rank(group), dist.get_world_size(group)
@@ -580,7 +754,14 @@ def fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, se
 @dataclass
 class TrainConfig:
     """Everything a worker needs to train on MNIST; ``load`` is a dataset loader such as
-    :func:`byhand.data.load_mnist` (importable, so it can travel to spawned processes)."""
+    :func:`byhand.data.load_mnist` (importable, so it can travel to spawned processes).
+
+    Examples:
+        >>> from byhand.data import load_mnist
+        >>> config = TrainConfig(load=load_mnist, limit=1000, epochs=1)
+        >>> config.hidden, config.batch_size, config.lr, config.device
+        ([800], 128, 0.3, 'cpu')
+    """
 
     load: Callable[..., Any]
     root: str | None = None
@@ -610,6 +791,16 @@ def train_mnist(config: TrainConfig) -> dict[str, Any]:
     Every rank loads the dataset, builds the same seeded network and trains on its
     shards. Returns the dataset name, the sizes, the per-epoch records (as dicts), and
     the test loss and accuracy, measured once after the last epoch.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> from byhand.data import load_mnist
+        >>> report = train_mnist(TrainConfig(load=load_mnist, limit=512, hidden=[16], epochs=1))
+        >>> report["dataset"], report["processes"], report["parameters"]
+        ('mnist', 1, 12730)
+        >>> report["train_images"] + report["valid_images"], report["test_images"]
+        (512, 512)
+        >>> dist.destroy_process_group()
     """
     device = _rank_device(config.device)
     dataset = config.load(root=config.root)

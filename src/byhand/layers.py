@@ -1,20 +1,22 @@
 r"""Layers with an explicit ``forward`` and a hand-written ``backward``; no autograd.
 
 Each layer caches what its backward needs during ``forward``. ``backward`` takes
-:math:`\delta = \partial L/\partial y` (the gradient at the layer's output), stores the
-parameter gradients, and returns :math:`\partial L/\partial x` for the layer below.
+:math:`g_{nq} = \partial L/\partial z_{nq}` (the gradient at the layer's output), stores
+the parameter gradients, and returns :math:`\partial L/\partial a_{np}` for the layer
+below.
 
-For :class:`Linear`, :math:`y_{nj} = x_{nk} W_{jk} + b_j` (a row of ``x`` per sample),
-so
+For :class:`Linear`, :math:`z_{nq} = \sum_p a_{np} W_{qp} + b_q` (a row of ``a`` per
+sample), so
 
 .. math::
 
-   \frac{\partial L}{\partial W_{jk}} = \delta_{nj} x_{nk}, \qquad
-   \frac{\partial L}{\partial b_j} = \sum_n \delta_{nj}, \qquad
-   \frac{\partial L}{\partial x_{nk}} = \delta_{nj} W_{jk},
+   \frac{\partial L}{\partial W_{qp}} = \sum_n g_{nq}\, a_{np}, \qquad
+   \frac{\partial L}{\partial b_q} = \sum_n g_{nq}, \qquad
+   \frac{\partial L}{\partial a_{np}} = \sum_q g_{nq}\, W_{qp},
 
-that is ``dW = δᵀ x``, ``db = δ.sum(0)``, ``dx = δ W``. For :class:`ReLU`,
-:math:`y = \max(x, 0)` and :math:`\partial L/\partial x = \delta \odot [x > 0]`.
+that is ``dW = gᵀ a``, ``db = g.sum(0)``, ``da = g W``. For :class:`ReLU`,
+:math:`z_{np} = \max(a_{np}, 0)` and
+:math:`\partial L/\partial a_{np} = g_{np}\,[a_{np} > 0]`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ __all__ = ["Layer", "Linear", "ReLU", "Sequential"]
 
 
 class Layer:
-    """The interface: ``forward``, ``backward`` and (parameter, gradient) pairs."""
+    """The interface: ``forward``, ``backward`` and (parameter, gradient) pairs.
+
+    Examples:
+        >>> isinstance(ReLU(), Layer), list(Layer().parameters())
+        (True, [])
+        >>> Layer().forward(torch.zeros(1))
+        Traceback (most recent call last):
+            ...
+        NotImplementedError
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -46,7 +57,7 @@ class Layer:
 
 
 class Linear(Layer):
-    r"""``y = x Wᵀ + b`` with ``W`` of shape ``(out_features, in_features)``.
+    r"""``z = a Wᵀ + b``, :math:`z_{nq} = \sum_p a_{np} W_{qp} + b_q`, with ``W`` of shape ``(out, in)``.
 
     Initialised exactly as :class:`torch.nn.Linear`: every entry of ``W`` and ``b`` is
     drawn from :math:`U(-1/\sqrt{\text{in}}, 1/\sqrt{\text{in}})`, weight first, from
@@ -55,6 +66,17 @@ class Linear(Layer):
     :math:`\sqrt{3}\cdot\sqrt{2/(1+a^2)}/\sqrt{\text{in}}`, which equals
     :math:`1/\sqrt{\text{in}}` but rounds differently in the last bit of a float64.
     Inputs may have leading dimensions, ``(..., in)``.
+
+    Examples:
+        >>> W = torch.tensor([[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]])
+        >>> layer = Linear.from_tensors(W, bias=torch.tensor([0.5, -0.5]))
+        >>> layer(torch.tensor([[1.0, 2.0, 3.0]]))
+        tensor([[-1.5000,  3.5000]])
+        >>> layer.backward(torch.tensor([[1.0, -1.0]]))
+        tensor([[-1., -1., -1.]])
+        >>> layer.weight_grad, layer.bias_grad
+        (tensor([[ 1.,  2.,  3.],
+                [-1., -2., -3.]]), tensor([ 1., -1.]))
     """
 
     def __init__(
@@ -103,12 +125,17 @@ class Linear(Layer):
         return x @ self.weight.T + self.bias
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        """Store ``dW = δᵀx`` and ``db = Σₙ δ``; return ``dx = δW``."""
+        r"""Store ``dW = gᵀa`` and ``db = Σₙ g``; return ``da = gW``.
+
+        In index notation, :math:`\partial L/\partial W_{qp} = \sum_n g_{nq} a_{np}`,
+        :math:`\partial L/\partial b_q = \sum_n g_{nq}` and
+        :math:`\partial L/\partial a_{np} = \sum_q g_{nq} W_{qp}`.
+        """
         self.parameter_backward(grad_output)
         return grad_output @ self.weight
 
     def parameter_backward(self, grad_output: Tensor) -> None:
-        """Store ``dW = δᵀx`` and ``db = Σₙ δ`` only.
+        """Store ``dW = gᵀa`` and ``db = Σₙ g`` only.
 
         For a first layer, whose input (the data) needs no gradient, this skips the
         largest matrix product of the backward pass, as autograd does.
@@ -132,17 +159,24 @@ class Linear(Layer):
 
 
 class ReLU(Layer):
-    r""":math:`y = \max(x, 0)`; the backward lets :math:`\delta` through where :math:`x > 0`.
+    r""":math:`z_{np} = \max(a_{np}, 0)`; the backward lets :math:`g_{np}` through where :math:`a_{np} > 0`.
 
-    The mask :math:`[x > 0]` is read off the output: :math:`\delta` passes where
-    :math:`y \ne 0` and is 0 where :math:`y = 0` (the subgradient at 0 is 0, as in
-    :func:`torch.relu`). A ``nan`` input gives a ``nan`` output, through which PyTorch
-    lets the gradient pass, and so does this rule. The select "0 where :math:`y \le 0`,
-    else :math:`\delta`" is done by ``threshold_backward``, the one elementwise kernel autograd
+    The mask :math:`[a_{np} > 0]` is read off the output: :math:`g_{np}` passes where
+    :math:`z_{np} \ne 0` and is 0 where :math:`z_{np} = 0` (the subgradient at 0 is 0, as
+    in :func:`torch.relu`). A ``nan`` input gives a ``nan`` output, through which PyTorch
+    lets the gradient pass, and so does this rule. The select "0 where :math:`z \le 0`,
+    else :math:`g`" is done by ``threshold_backward``, the one elementwise kernel autograd
     itself uses for ReLU: a multiplication by a mask would turn an infinite
-    :math:`\delta` at an inactive unit into :math:`0 \cdot \infty = \mathrm{nan}`
+    :math:`g` at an inactive unit into :math:`0 \cdot \infty = \mathrm{nan}`
     (PyTorch gives 0), and both a float mask and a boolean select are several times
     slower on the CPU.
+
+    Examples:
+        >>> relu = ReLU()
+        >>> relu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0., 0., 2.])
+        >>> relu.backward(torch.tensor([5.0, 5.0, 5.0]))
+        tensor([0., 0., 5.])
     """
 
     def __init__(self) -> None:
@@ -155,14 +189,25 @@ class ReLU(Layer):
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._output is None:
             raise RuntimeError("ReLU.backward: call forward first")
-        return torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+        grad: Tensor = torch.ops.aten.threshold_backward(grad_output, self._output, 0)
+        return grad
 
     def __repr__(self) -> str:
         return "ReLU()"
 
 
 class Sequential(Layer):
-    """Layers applied in order; ``backward`` runs them in reverse."""
+    """Layers applied in order; ``backward`` runs them in reverse.
+
+    Examples:
+        >>> _ = torch.manual_seed(0); net = Sequential(Linear(4, 3), ReLU(), Linear(3, 2))
+        >>> a = torch.randn(5, 4, requires_grad=True)
+        >>> net(a).sum().backward()
+        >>> torch.allclose(net.backward(torch.ones(5, 2)), a.grad)
+        True
+        >>> [tuple(grad.shape) for _, grad in net.parameters()]
+        [(3, 4), (3,), (2, 3), (2,)]
+    """
 
     def __init__(self, *layers: Layer) -> None:
         self.layers = list(layers)

@@ -4,36 +4,41 @@ The functions mirror :mod:`torch.nn.functional`: the same names, arguments, defa
 shapes and results. Every ``*_backward`` takes ``grad_output`` first, then the
 forward's inputs, and returns the gradient with respect to ``input``.
 
-Notation. ``input`` is :math:`x_{nc\ldots}` with the class index :math:`c` in
-dimension 1 (dimension 0 for an unbatched ``(C,)`` input); :math:`i` below stands for
-one sample position :math:`(n, d_1, \ldots)`. For class-index targets :math:`y_i`,
-:math:`m_i = [y_i \ne \text{ignore\_index}]` masks ignored positions and
-:math:`w_c` are the class weights (all 1 when ``weight`` is ``None``).
+Notation (the book's). ``input`` holds the logits :math:`x_{nj}`, with the class index
+:math:`j` in dimension 1 (dimension 0 for an unbatched ``(C,)`` input); for inputs of shape
+``(N, C, d1, ...)`` a sample :math:`n` is one position :math:`(n, d_1, \ldots)`. For
+class-index targets :math:`y_n`, the ignore mask :math:`\mu_n` is 1 where
+:math:`y_n \ne` ``ignore_index`` and 0 where it is equal, and :math:`w_j` are the class
+weights (all 1 when ``weight`` is ``None``).
 
 Cross-entropy with label smoothing :math:`\varepsilon` over :math:`C` classes is
 
 .. math::
 
-   \ell_{ic} = x_{ic} - \log\textstyle\sum_k e^{x_{ik}}, \qquad
-   L_i = -m_i\Big[(1-\varepsilon)\, w_{y_i}\, \ell_{i y_i}
-          + \frac{\varepsilon}{C}\sum_c w_c\, \ell_{ic}\Big],
+   \begin{aligned}
+   \ell_{nj} &= x_{nj} - \log\textstyle\sum_k e^{x_{nk}}, \\
+   L_n &= -\mu_n\Big[(1-\varepsilon)\, w_{y_n}\, \ell_{n y_n}
+          + \frac{\varepsilon}{C}\sum_j w_j\, \ell_{nj}\Big],
+   \end{aligned}
 
 reduced by ``sum``, by nothing (``none``), or by ``mean``, which divides by
-:math:`D = \sum_i m_i w_{y_i}` (the summed target weights). With class-probability
-targets :math:`t_{ic}`, :math:`L_i = -\sum_c w_c\, t'_{ic}\, \ell_{ic}` with
-:math:`t' = (1-\varepsilon)t + \varepsilon/C`, and ``mean`` divides by the number of
-positions, not by the weights.
+:math:`D = \sum_n \mu_n w_{y_n}` (the summed target weights). With class-probability
+targets :math:`t_{nj}`, :math:`L_n = -\sum_j w_j\, t'_{nj}\, \ell_{nj}` with
+:math:`t'_{nj} = (1-\varepsilon)\,t_{nj} + \varepsilon/C`, and ``mean`` divides by the
+number of positions :math:`M`, not by the weights.
 
-Write :math:`q_{ic}` for the weighted target that multiplies :math:`-\ell_{ic}` above and
-:math:`g_i` for the upstream gradient of :math:`L_i` (``grad_output / D`` for ``mean``).
-Then the whole backward is
+Write :math:`\tilde t_{nj}` for the effective target, the weighted, masked, smoothed row
+with :math:`L_n = -\sum_j \tilde t_{nj}\,\ell_{nj}`, and :math:`g_n` for the gradient
+reaching :math:`L_n`: :math:`G/D` for ``mean``, :math:`G` for ``sum`` (with :math:`G`
+the upstream gradient ``grad_output`` at the reduced loss), the given vector for
+``none``. Then the whole backward is
 
 .. math::
 
-   \frac{\partial L}{\partial x_{ij}} = g_i\Big(s_{ij} \sum_c q_{ic} - q_{ij}\Big),
+   \frac{\partial L}{\partial x_{nj}} = g_n\Big(s_{nj} \sum_k \tilde t_{nk} - \tilde t_{nj}\Big),
 
-which for one-hot targets without weights is the familiar
-:math:`(\operatorname{softmax}(x) - \operatorname{onehot}(y))/N`.
+which for one-hot targets without weights and ``mean`` is the familiar
+:math:`(s_{nj} - \delta_{j y_n})/N`.
 
 Dtypes. The loss has the input's dtype, except with class-probability targets, where
 it has the promoted dtype of input, target and weight (a float64 target with a float32
@@ -250,7 +255,7 @@ def _class_view(weight: Tensor, input: Tensor, dtype: torch.dtype | None = None)
 
 
 def _target_indices(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """Return ``(y, m)``: indices safe to gather (ignored ones set to 0) and the mask m_i.
+    r"""Return ``(y, keep)``: indices safe to gather (ignored ones set to 0) and the mask :math:`\mu_n`.
 
     The comparison is made in int64: a ``uint8`` target 156 is a class, not the
     default ``ignore_index`` -100 (which ``uint8`` arithmetic would wrap to 156).
@@ -263,7 +268,7 @@ def _target_indices(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
 def _target_weight(
     y: Tensor, keep: Tensor, weight: Tensor | None, dtype: torch.dtype
 ) -> Tensor:
-    """:math:`m_i w_{y_i}` for every sample position."""
+    r""":math:`\mu_n w_{y_n}` for every sample position :math:`n` (:math:`\mu_n` without weights)."""
     m = keep.to(dtype)
     return m if weight is None else m * weight.to(dtype)[y]
 
@@ -288,7 +293,11 @@ def _reduce(per_sample: Tensor, reduction: str, denominator: Tensor | float) -> 
 def _upstream(
     grad_output: Tensor, reduction: str, denominator: Tensor | float, like: Tensor
 ) -> Tensor:
-    r""":math:`g_i`, the gradient arriving at each per-sample loss :math:`L_i`."""
+    r""":math:`g_n`, the gradient reaching each per-sample loss :math:`L_n`, one per position.
+
+    From the upstream gradient :math:`G` at the reduced loss, :math:`g_n = G/D` for
+    ``mean`` and :math:`g_n = G` for ``sum``; for ``none`` the given :math:`g_n`.
+    """
     if reduction == "mean":
         grad_output = grad_output / denominator
     return grad_output.expand_as(like)
@@ -324,12 +333,23 @@ def nll_loss(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    r"""Negative log-likelihood of log-probabilities: :math:`L_i = -m_i w_{y_i} x_{i y_i}`.
+    r"""Negative log-likelihood of log-probabilities: :math:`L_n = -\mu_n w_{y_n} x_{n y_n}`.
 
     ``input`` holds log-probabilities of shape ``(C,)``, ``(N, C)`` or
     ``(N, C, d1, ...)``; ``target`` class indices of shape ``()``, ``(N,)`` or
-    ``(N, d1, ...)``. ``mean`` divides by :math:`\sum_i m_i w_{y_i}`. Only the target
+    ``(N, d1, ...)``. ``mean`` divides by :math:`D = \sum_n \mu_n w_{y_n}`. Only the target
     entry of each row enters the loss; the other entries are never read.
+
+    Examples:
+        >>> logp = torch.log_softmax(torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), dim=1)
+        >>> nll_loss(logp, torch.tensor([0, 1]))
+        tensor(0.3185)
+        >>> nll_loss(logp, torch.tensor([0, -100])) == -logp[0, 0]
+        tensor(True)
+        >>> nll_loss(logp, torch.tensor([0, 3]))
+        Traceback (most recent call last):
+            ...
+        IndexError: nll_loss: target values must be class indices in [0, 2] or ignore_index=-100; got 3
     """
     _check_nll(input, target, weight, ignore_index, reduction)
     x, t = _batched(input, target)
@@ -350,9 +370,18 @@ def nll_loss_backward(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    r""":math:`\partial L/\partial x_{ic} = -g_i\, m_i w_{y_i}\, \delta_{c y_i}`: only the target entry moves.
+    r""":math:`\partial L/\partial x_{nj} = -g_n \mu_n w_{y_n} \delta_{j y_n}`: only the target entry moves.
 
     For ``mean`` without weights that is :math:`-1/N` at the target and 0 elsewhere.
+
+    Examples:
+        >>> logp = torch.log_softmax(torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), dim=1)
+        >>> nll_loss_backward(torch.tensor(1.0), logp, torch.tensor([0, 1]))
+        tensor([[-0.5000,  0.0000,  0.0000],
+                [ 0.0000, -0.5000,  0.0000]])
+        >>> nll_loss_backward(torch.tensor(1.0), logp, torch.tensor([0, 1]), reduction="sum")
+        tensor([[-1.,  0.,  0.],
+                [ 0., -1.,  0.]])
     """
     _check_nll(input, target, weight, ignore_index, reduction)
     x, t = _batched(input, target)
@@ -368,10 +397,10 @@ def nll_loss_backward(
 
 
 def _softmax_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Return :math:`m_i = \max_k x_{ik}`, :math:`e_{ic} = e^{x_{ic} - m_i}` and :math:`\sum_k e_{ik}`.
+    r"""Return :math:`m_n = \max_k x_{nk}`, :math:`e_{nj} = e^{x_{nj} - m_n}` and :math:`\sum_k e_{nk}`.
 
     With no classes (:math:`C = 0`) there is no maximum; the shift is then 0 and the
-    sums are 0, so :math:`\log\sum_k e^{x_{ik}} = -\infty`, as in PyTorch.
+    sums are 0, so :math:`\log\sum_k e^{x_{nk}} = -\infty`, as in PyTorch.
     """
     shift = x.amax(1, keepdim=True) if x.shape[1] else x.sum(1, keepdim=True)
     e = (x - shift).exp_()
@@ -399,9 +428,9 @@ def _per_class(label_smoothing: float, n_classes: int) -> float:
 
 def _prob_weights(target: Tensor, weight: Tensor | None, label_smoothing: float,
                   like: Tensor, n_classes: int | None = None) -> Tensor:
-    r"""The weighted, smoothed probability target :math:`q_{ic} = w_c\, t'_{ic}`.
+    r"""The effective probability target :math:`\tilde t_{nj} = w_j\, t'_{nj}`.
 
-    Here :math:`t' = (1-\varepsilon)t + \varepsilon/C`: the target mixed with the uniform
+    Here :math:`t'_{nj} = (1-\varepsilon)\,t_{nj} + \varepsilon/C`: the target mixed with the uniform
     distribution over the :math:`C` classes. It is computed in the promoted dtype of
     ``like``, target and weight, as PyTorch's type promotion would. ``n_classes`` is
     :math:`C` when ``target`` holds only a block of the classes (default: ``like.shape[1]``).
@@ -427,9 +456,9 @@ def _ce_per_sample(
     x: Tensor, shift: Tensor, log_sums: Tensor, target: Tensor, weight: Tensor | None,
     ignore_index: int, label_smoothing: float, prob: bool,
 ) -> Tensor:
-    r"""Per-position losses :math:`L_i` (batched), in ``x``'s dtype (promoted for probabilities).
+    r"""Per-position losses :math:`L_n` (batched), in ``x``'s dtype (promoted for probabilities).
 
-    Uses :math:`\ell_{ic} = (x_{ic} - m_i) - \log\sum_k e^{x_{ik} - m_i}`; for class-index
+    Uses :math:`\ell_{nj} = (x_{nj} - m_n) - \log\sum_k e^{x_{nk} - m_n}`; for class-index
     targets without smoothing only the target column of :math:`\ell` is ever formed.
     """
     n_classes = x.shape[1]
@@ -460,9 +489,18 @@ def cross_entropy(
     r"""Cross-entropy of logits, exactly as :func:`torch.nn.functional.cross_entropy`.
 
     ``input`` holds raw scores (logits), never probabilities: the log-softmax
-    :math:`\ell_{ic}` is taken inside. ``target`` holds class indices (shape of
+    :math:`\ell_{nj}` is taken inside. ``target`` holds class indices (shape of
     ``input`` without the class dimension) or class probabilities (shape of
-    ``input``). See the module docstring for :math:`L_i`, the reductions and dtypes.
+    ``input``). See the module docstring for :math:`L_n`, the reductions and dtypes.
+
+    Examples:
+        >>> x, y = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), torch.tensor([0, 1])
+        >>> cross_entropy(x, y)
+        tensor(0.3185)
+        >>> torch.allclose(cross_entropy(x, y), torch.nn.functional.cross_entropy(x, y))
+        True
+        >>> cross_entropy(x, y, reduction="none", label_smoothing=0.1)
+        tensor([0.5137, 0.3600])
     """
     prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
@@ -479,7 +517,12 @@ def _ce_grad_from_softmax(
     s: Tensor, g: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
     label_smoothing: float, prob: bool, inplace: bool,
 ) -> Tensor:
-    r"""Turn the softmax ``s`` into :math:`g_i(s_{ij}\sum_c q_{ic} - q_{ij})`.
+    r"""Turn the softmax ``s`` into :math:`g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})`.
+
+    For class indices the effective target is
+    :math:`\tilde t_{nj} = \mu_n\big[(1-\varepsilon)\,w_{y_n}\delta_{j y_n} + (\varepsilon/C)\,w_j\big]`,
+    so :math:`\sum_k \tilde t_{nk} = \mu_n\big[(1-\varepsilon)\,w_{y_n} + \varepsilon\bar w\big]`
+    with :math:`\bar w` the mean class weight; for probabilities it is :math:`w_j t'_{nj}`.
 
     With ``inplace`` the result overwrites ``s``, so no other tensor of the input's
     size is allocated; without it every step is an ordinary differentiable operation.
@@ -508,10 +551,10 @@ def _ce_grad_from_softmax(
 def _plain_grad_from_softmax(
     s: Tensor, g: Tensor, target: Tensor, ignore_index: int, inplace: bool
 ) -> Tensor:
-    r"""The plain case on the softmax :math:`s`: :math:`m_i g_i(s_{ic} - \delta_{c y_i})`.
+    r"""The plain case on the softmax :math:`s`: :math:`\mu_n g_n(s_{nj} - \delta_{j y_n})`.
 
-    No weights and no smoothing, so :math:`q_{ic} = m_i\delta_{c y_i}` and
-    :math:`\sum_c q_{ic} = m_i`; ``g`` holds :math:`g_i`, one per position.
+    No weights and no smoothing, so :math:`\tilde t_{nj} = \mu_n\delta_{j y_n}` and
+    :math:`\sum_k \tilde t_{nk} = \mu_n`; ``g`` holds :math:`g_n`, one per position.
     """
     y, keep = _target_indices(target, ignore_index)
     a = torch.where(keep, g, 0).unsqueeze(1)
@@ -551,12 +594,24 @@ def cross_entropy_backward(
 ) -> Tensor:
     r"""Gradient of :func:`cross_entropy` with respect to ``input``.
 
-    .. math:: \frac{\partial L}{\partial x_{ij}} = g_i\Big(s_{ij}\sum_c q_{ic} - q_{ij}\Big)
+    .. math:: \frac{\partial L}{\partial x_{nj}} = g_n\Big(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj}\Big)
 
-    with :math:`s = \operatorname{softmax}(x)` along the class dimension, :math:`q` the
-    weighted (smoothed) target and :math:`g_i` the upstream gradient of :math:`L_i`.
+    with :math:`s_{nj}` the softmax along the class dimension, :math:`\tilde t_{nj}` the
+    effective (weighted, masked, smoothed) target and :math:`g_n` the gradient reaching
+    :math:`L_n` (:math:`G/D` for ``mean``, where :math:`G` is ``grad_output``).
     Only one tensor of the input's size is allocated: the result (for float16 and
     bfloat16, a float32 buffer and the rounded result).
+
+    Examples:
+        >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]], requires_grad=True)
+        >>> y = torch.tensor([0, 1])
+        >>> torch.nn.functional.cross_entropy(x, y).backward()
+        >>> grad = cross_entropy_backward(torch.tensor(1.0), x.detach(), y)
+        >>> grad
+        tensor([[-0.1705,  0.1212,  0.0493],
+                [ 0.0543, -0.0988,  0.0445]])
+        >>> torch.allclose(grad, x.grad)
+        True
     """
     prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
@@ -583,16 +638,20 @@ def cross_entropy_forward_backward(
     r"""The loss and its input gradient (for ``grad_output = 1``) from one softmax pass.
 
     The exponentials are computed once, into the buffer that becomes the gradient:
-    :math:`\log\sum_k e^{x_{ik}}` is read off their row sums before they are
+    :math:`\log\sum_k e^{x_{nk}}` is read off their row sums before they are
     normalised in place. This is what a training loop wants, since the gradient of a
     scalar loss is needed right after the loss itself. Nothing in it waits for the
     device (see the module docstring).
+
+    Examples:
+        >>> x, y = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), torch.tensor([0, 1])
+        >>> loss, grad = cross_entropy_forward_backward(x, y, label_smoothing=0.1)
+        >>> torch.allclose(loss, cross_entropy(x, y, label_smoothing=0.1))
+        True
+        >>> torch.allclose(grad, cross_entropy_backward(torch.tensor(1.0), x, y, label_smoothing=0.1))
+        True
     """
-    if reduction == "none":
-        raise ValueError(
-            "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
-            "(a scalar loss); got 'none'"
-        )
+    _require_scalar_reduction(reduction)
     prob = _check_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     x, t = _batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
@@ -610,17 +669,26 @@ def cross_entropy_forward_backward(
     return loss, _unbatch(grad.to(x.dtype), input.dim() == 1)
 
 
+def _require_scalar_reduction(reduction: str) -> None:
+    """Refuse ``'none'``, which the ``Literal`` type already excludes, for untyped callers."""
+    if reduction == "none":
+        raise ValueError(
+            "cross_entropy_forward_backward: reduction must be 'mean' or 'sum' "
+            "(a scalar loss); got 'none'"
+        )
+
+
 def _plain_forward_backward(
     dtype: torch.dtype, x: Tensor, shift: Tensor, e: Tensor, sums: Tensor, target: Tensor,
     ignore_index: int, reduction: str,
 ) -> tuple[Tensor, Tensor]:
     r"""The plain case (class indices, no weights, no smoothing) with every mask formed once.
 
-    With the shift :math:`\mu_i = \max_k x_{ik}` and :math:`e_{ik} = e^{x_{ik} - \mu_i}`,
-    :math:`L_i = m_i(\mu_i + \log\sum_k e_{ik} - x_{i y_i})` and
-    :math:`\partial L/\partial x_{ic} = a_i(s_{ic} - \delta_{c y_i})`, where
-    :math:`a_i = m_i/D` for ``mean`` (:math:`D = \sum_i m_i`) and :math:`a_i = m_i` for
-    ``sum``. The exponentials ``e`` become the gradient in place. ``x`` is in the
+    With the shift :math:`m_n = \max_k x_{nk}` and :math:`e_{nk} = e^{x_{nk} - m_n}`,
+    :math:`L_n = \mu_n(m_n + \log\sum_k e_{nk} - x_{n y_n})` and
+    :math:`\partial L/\partial x_{nj} = a_n(s_{nj} - \delta_{j y_n})`, where
+    :math:`a_n = \mu_n/D` for ``mean`` (:math:`D = \sum_n \mu_n`) and :math:`a_n = \mu_n`
+    for ``sum``. The exponentials ``e`` become the gradient in place. ``x`` is in the
     working precision, ``dtype`` is the input's.
     """
     y, keep = _target_indices(target, ignore_index)
@@ -643,6 +711,10 @@ def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Te
 
     The loss has the promoted dtype of input and target, as in PyTorch; the ``mean``
     of no elements is :math:`0/0 = \mathrm{nan}`.
+
+    Examples:
+        >>> mse_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
+        tensor(2.5000)
     """
     _check_mse(input, target, reduction)
     per = (input - target) ** 2
@@ -656,6 +728,10 @@ def mse_loss_backward(
 
     The gradient has the input's dtype, whatever the target's (as autograd gives it);
     an empty input has an empty gradient.
+
+    Examples:
+        >>> mse_loss_backward(torch.tensor(1.0), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
+        tensor([1., 2.])
     """
     _check_mse(input, target, reduction)
     count = input.numel()

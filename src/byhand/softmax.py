@@ -52,7 +52,12 @@ Dims = int | Sequence[int]
 
 
 def opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype a computation on ``dtype`` runs in: ``float32`` for the half types, else ``dtype``."""
+    """The dtype a computation on ``dtype`` runs in: ``float32`` for the half types, else ``dtype``.
+
+    Examples:
+        >>> opmath_dtype(torch.bfloat16), opmath_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
@@ -105,6 +110,13 @@ def logsumexp(input: Tensor, dim: Dims = -1, keepdim: bool = False) -> Tensor:
     A row whose maximum is infinite is returned as that maximum (``+inf``) or as
     ``-inf`` when every entry is ``-inf``, as :func:`torch.logsumexp` does; an integer
     input is first converted to the default floating-point dtype, as there.
+
+    Examples:
+        >>> x = torch.tensor([[1000.0, 1000.0], [0.0, -1.0]])
+        >>> logsumexp(x, dim=1)
+        tensor([1.0007e+03, 3.1326e-01])
+        >>> x.exp().sum(dim=1).log()
+        tensor([   inf, 0.3133])
     """
     if input.is_complex():
         raise UnsupportedDTypeError(f"logsumexp: input must be real; got dtype {input.dtype}")
@@ -123,6 +135,15 @@ def logsumexp_backward(
     The input gradient is :math:`g\, e^{x_j - \operatorname{lse}(x)}`, written with
     :math:`\operatorname{lse}` rather than the softmax so that an entry ``+inf`` gets
     ``nan`` and the finite entries of its row get 0, exactly PyTorch's formula.
+
+    Examples:
+        >>> x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        >>> torch.logsumexp(x, dim=0).backward()
+        >>> grad = logsumexp_backward(torch.tensor(1.0), x.detach(), dim=0)
+        >>> grad
+        tensor([0.0900, 0.2447, 0.6652])
+        >>> torch.allclose(grad, x.grad)
+        True
     """
     _require_float("logsumexp_backward", input)
     dims = _reduced_dims("logsumexp_backward", dim, input.dim())
@@ -143,7 +164,15 @@ def _softmax(x: Tensor, dim: int) -> Tensor:
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:
-    r""":math:`s_i = e^{x_i - m} / \sum_k e^{x_k - m}` along ``dim``."""
+    r""":math:`s_i = e^{x_i - m} / \sum_k e^{x_k - m}` along ``dim``.
+
+    Examples:
+        >>> x = torch.tensor([1.0, 2.0, 3.0])
+        >>> softmax(x)
+        tensor([0.0900, 0.2447, 0.6652])
+        >>> softmax(x + 1000.0)
+        tensor([0.0900, 0.2447, 0.6652])
+    """
     _require_float("softmax", input)
     _require_int_dim("softmax", dim)
     return _softmax(input.to(opmath_dtype(input.dtype)), dim).to(input.dtype)
@@ -156,6 +185,15 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
 
     .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i s_i(\delta_{ij} - s_j)
               = s_j\Big(g_j - \sum_k g_k s_k\Big).
+
+    Examples:
+        >>> x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        >>> g = torch.tensor([1.0, 0.0, -1.0])
+        >>> torch.softmax(x, dim=0).backward(g)
+        >>> softmax_backward(g, x.detach())
+        tensor([ 0.1418,  0.1408, -0.2826])
+        >>> torch.allclose(softmax_backward(g, x.detach()), x.grad)
+        True
     """
     _require_float("softmax_backward", input)
     _require_int_dim("softmax_backward", dim)
@@ -171,6 +209,13 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     largest entries, whereas :math:`x_i - \operatorname{lse}(x)` would round
     :math:`\operatorname{lse}(x)` at the scale of :math:`|x|` before subtracting.
     A row holding ``+inf`` (or only ``-inf``) is ``nan`` throughout, as in PyTorch.
+
+    Examples:
+        >>> x = torch.tensor([1.0, 2.0, 3.0])
+        >>> log_softmax(x)
+        tensor([-2.4076, -1.4076, -0.4076])
+        >>> log_softmax(x).exp().sum()
+        tensor(1.)
     """
     _require_float("log_softmax", input)
     _require_int_dim("log_softmax", dim)
@@ -188,6 +233,15 @@ def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> T
 
     .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i(\delta_{ij} - s_j)
               = g_j - s_j \sum_i g_i.
+
+    Examples:
+        >>> x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        >>> g = torch.tensor([0.0, 0.0, -1.0])
+        >>> torch.log_softmax(x, dim=0).backward(g)
+        >>> log_softmax_backward(g, x.detach())
+        tensor([ 0.0900,  0.2447, -0.3348])
+        >>> torch.allclose(log_softmax_backward(g, x.detach()), x.grad)
+        True
     """
     _require_float("log_softmax_backward", input)
     _require_int_dim("log_softmax_backward", dim)
@@ -201,6 +255,14 @@ def softmax_jacobian(input: Tensor) -> Tensor:
 
     ``input`` has shape ``(..., n)``; the result has shape ``(..., n, n)`` with
     ``J[..., i, j]`` the derivative of output ``i`` with respect to input ``j``.
+
+    Examples:
+        >>> J = softmax_jacobian(torch.tensor([0.0, 0.0]))
+        >>> J
+        tensor([[ 0.2500, -0.2500],
+                [-0.2500,  0.2500]])
+        >>> J.shape, J.sum(dim=0)
+        (torch.Size([2, 2]), tensor([0., 0.]))
     """
     s = softmax(input, dim=-1)
     return torch.diag_embed(s) - s.unsqueeze(-1) * s.unsqueeze(-2)

@@ -66,7 +66,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Symbols:
-    """The symbols every expression of this module is written in."""
+    """The symbols every expression of this module is written in.
+
+    Examples:
+        >>> SYMBOLS.n, SYMBOLS.x[SYMBOLS.i], SYMBOLS.s[SYMBOLS.j]
+        (C, x[i], s[j])
+        >>> SYMBOLS.i.is_integer, SYMBOLS.i.is_nonnegative
+        (True, True)
+    """
 
     n: sp.Symbol
     x: sp.IndexedBase
@@ -100,12 +107,24 @@ _INDICES = {"i": SYMBOLS.i, "j": SYMBOLS.j, "k": SYMBOLS.k, "y": SYMBOLS.y}
 
 
 def logits(n: int) -> list[sp.Indexed]:
-    r"""The explicit logits :math:`[x_0, \dots, x_{n-1}]`."""
+    r"""The explicit logits :math:`[x_0, \dots, x_{n-1}]`.
+
+    Examples:
+        >>> logits(3)
+        [x[0], x[1], x[2]]
+    """
     return [SYMBOLS.x[a] for a in range(n)]
 
 
 def partition_function(n: int | None = None) -> sp.Expr:
-    r""":math:`Z = \sum_{k=0}^{n-1} e^{x_k}`: a :class:`~sympy.Sum`, or an explicit sum for integer ``n``."""
+    r""":math:`Z = \sum_{k=0}^{n-1} e^{x_k}`: a :class:`~sympy.Sum`, or an explicit sum for integer ``n``.
+
+    Examples:
+        >>> partition_function()
+        Sum(exp(x[k]), (k, 0, C - 1))
+        >>> partition_function(3)
+        exp(x[0]) + exp(x[1]) + exp(x[2])
+    """
     x, k = SYMBOLS.x, SYMBOLS.k
     if n is None:
         return sp.Sum(sp.exp(x[k]), (k, 0, SYMBOLS.n - 1))
@@ -113,24 +132,50 @@ def partition_function(n: int | None = None) -> sp.Expr:
 
 
 def softmax_expression(index: sp.Expr | int | None = None, n: int | None = None) -> sp.Expr:
-    r""":math:`s_i = e^{x_i} / Z`, for the index ``index`` (default :math:`i`)."""
+    r""":math:`s_i = e^{x_i} / Z`, for the index ``index`` (default :math:`i`).
+
+    Examples:
+        >>> softmax_expression()
+        exp(x[i])/Sum(exp(x[k]), (k, 0, C - 1))
+        >>> softmax_expression(0, n=2)
+        exp(x[0])/(exp(x[0]) + exp(x[1]))
+    """
     index = SYMBOLS.i if index is None else index
     return sp.exp(SYMBOLS.x[index]) / partition_function(n)
 
 
 def logsumexp_expression(n: int | None = None) -> sp.Expr:
-    r""":math:`\operatorname{lse}(x) = \log Z = \log \sum_k e^{x_k}`."""
+    r""":math:`\operatorname{lse}(x) = \log Z = \log \sum_k e^{x_k}`.
+
+    Examples:
+        >>> logsumexp_expression(2)
+        log(exp(x[0]) + exp(x[1]))
+        >>> round(evaluate(logsumexp_expression(2), [0.0, 0.0]), 6), round(float(sp.log(2)), 6)
+        (0.693147, 0.693147)
+    """
     return sp.log(partition_function(n))
 
 
 def log_softmax_expression(index: sp.Expr | int | None = None, n: int | None = None) -> sp.Expr:
-    r""":math:`\ell_i = \log s_i = x_i - \log Z`, for the index ``index`` (default :math:`i`)."""
+    r""":math:`\ell_i = \log s_i = x_i - \log Z`, for the index ``index`` (default :math:`i`).
+
+    Examples:
+        >>> log_softmax_expression()
+        -log(Sum(exp(x[k]), (k, 0, C - 1))) + x[i]
+    """
     index = SYMBOLS.i if index is None else index
     return SYMBOLS.x[index] - logsumexp_expression(n)
 
 
 def cross_entropy_expression(target: sp.Expr | int | None = None, n: int | None = None) -> sp.Expr:
-    r""":math:`L = -\log s_y = \log Z - x_y` for one sample of class ``target`` (default :math:`y`)."""
+    r""":math:`L = -\log s_y = \log Z - x_y` for one sample of class ``target`` (default :math:`y`).
+
+    Examples:
+        >>> cross_entropy_expression()
+        log(Sum(exp(x[k]), (k, 0, C - 1))) - x[y]
+        >>> round(evaluate(cross_entropy_expression(0, n=3), [2.0, 1.0, 0.1]), 6)
+        0.41703
+    """
     target = SYMBOLS.y if target is None else target
     return -log_softmax_expression(target, n)
 
@@ -175,6 +220,12 @@ def collapse_sums(expr: sp.Expr) -> sp.Expr:
     the dummy index :math:`k` where it is free to take, so that
     :math:`\sum_j e^{x_j}` and :math:`\sum_k e^{x_k}` are recognised as the same
     :math:`Z`.
+
+    Examples:
+        >>> k, j = SYMBOLS.k, SYMBOLS.j
+        >>> total = sp.Sum(SYMBOLS.x[k] * sp.KroneckerDelta(j, k), (k, 0, SYMBOLS.n - 1))
+        >>> collapse_sums(total)
+        x[j]
     """
     collapsed = expr.doit()
     collapsed = collapsed.replace(lambda e: isinstance(e, sp.Piecewise), _resolve)
@@ -186,6 +237,10 @@ def in_terms_of_softmax(expr: sp.Expr, n: int | None = None) -> sp.Expr:
 
     The result uses the names :math:`s_a` (``SYMBOLS.s[a]``) instead of the
     exponentials; ``n`` must match the one the expression was built with.
+
+    Examples:
+        >>> in_terms_of_softmax(softmax_expression(0, n=2) * softmax_expression(1, n=2), n=2)
+        s[0]*s[1]
     """
     z = sp.Dummy("Z", positive=True)
     replaced = expr.xreplace({partition_function(n): z})
@@ -217,6 +272,13 @@ def softmax_jacobian_steps() -> dict[str, sp.Expr]:
     inside), ``"collapsed"`` (the sum evaluated to :math:`e^{x_j}`), ``"factored"``
     (over the common denominator :math:`Z^2`) and ``"softmax names"``
     (:math:`s_i(\delta_{ij} - s_j)`).
+
+    Examples:
+        >>> steps = softmax_jacobian_steps()
+        >>> list(steps)
+        ['softmax', 'derivative', 'collapsed', 'factored', 'softmax names']
+        >>> steps["softmax names"]
+        (KroneckerDelta(i, j) - s[j])*s[i]
     """
     s_i = softmax_expression()
     derivative = sp.diff(s_i, SYMBOLS.x[SYMBOLS.j])
@@ -235,17 +297,31 @@ def softmax_jacobian_entry(softmax_names: bool = False) -> sp.Expr:
 
     In the logits (default) or, with ``softmax_names=True``, as
     :math:`s_i(\delta_{ij} - s_j)` in the names ``SYMBOLS.s``.
+
+    Examples:
+        >>> softmax_jacobian_entry(softmax_names=True)
+        (KroneckerDelta(i, j) - s[j])*s[i]
     """
     return _entry(softmax_expression(), softmax_names)
 
 
 def log_softmax_jacobian_entry(softmax_names: bool = False) -> sp.Expr:
-    r""":math:`\partial \ell_i/\partial x_j = \delta_{ij} - s_j` for general :math:`n`."""
+    r""":math:`\partial \ell_i/\partial x_j = \delta_{ij} - s_j` for general :math:`n`.
+
+    Examples:
+        >>> log_softmax_jacobian_entry(softmax_names=True)
+        KroneckerDelta(i, j) - s[j]
+    """
     return _entry(log_softmax_expression(), softmax_names)
 
 
 def logsumexp_gradient_entry(softmax_names: bool = False) -> sp.Expr:
-    r""":math:`\partial \operatorname{lse}(x)/\partial x_j = s_j` for general :math:`n`."""
+    r""":math:`\partial \operatorname{lse}(x)/\partial x_j = s_j` for general :math:`n`.
+
+    Examples:
+        >>> logsumexp_gradient_entry(softmax_names=True)
+        s[j]
+    """
     return _entry(logsumexp_expression(), softmax_names)
 
 
@@ -253,6 +329,13 @@ def cross_entropy_gradient_entry(softmax_names: bool = False) -> sp.Expr:
     r""":math:`\partial(-\log s_y)/\partial x_j = s_j - \delta_{jy}` for general :math:`n`.
 
     :math:`y` is the fixed target class, not a summed index.
+
+    Examples:
+        >>> entry = cross_entropy_gradient_entry(softmax_names=True)
+        >>> entry
+        -KroneckerDelta(j, y) + s[j]
+        >>> round(evaluate(entry, [2.0, 1.0, 0.1], j=0, y=0), 6)
+        -0.340999
     """
     return _entry(cross_entropy_expression(), softmax_names)
 
@@ -265,6 +348,10 @@ def split_on_delta(entry: sp.Expr, first: sp.Symbol | None = None,
     :math:`\delta_{ii} = 1`; off it :math:`\delta_{ij} = 0`. Two entries are equal for
     every :math:`i, j` exactly when both parts agree, which is how identities such as
     the symmetry :math:`J_{ij} = J_{ji}` are proved without choosing :math:`n`.
+
+    Examples:
+        >>> split_on_delta(softmax_jacobian_entry(softmax_names=True))
+        ((1 - s[i])*s[i], -s[i]*s[j])
     """
     first = SYMBOLS.i if first is None else first
     second = SYMBOLS.j if second is None else second
@@ -276,17 +363,39 @@ def split_on_delta(entry: sp.Expr, first: sp.Symbol | None = None,
 
 
 def softmax_vector(n: int) -> sp.Matrix:
-    r"""The column :math:`(s_0, \dots, s_{n-1})^\top` written in the logits :math:`x_0, \dots, x_{n-1}`."""
+    r"""The column :math:`(s_0, \dots, s_{n-1})^\top` written in the logits :math:`x_0, \dots, x_{n-1}`.
+
+    Examples:
+        >>> softmax_vector(2)
+        Matrix([
+        [exp(x[0])/(exp(x[0]) + exp(x[1]))],
+        [exp(x[1])/(exp(x[0]) + exp(x[1]))]])
+    """
     return sp.Matrix([softmax_expression(a, n) for a in range(n)])
 
 
 def softmax_jacobian_matrix(n: int) -> sp.Matrix:
-    r"""The explicit :math:`n \times n` Jacobian :math:`J_{ij} = \partial s_i/\partial x_j`."""
+    r"""The explicit :math:`n \times n` Jacobian :math:`J_{ij} = \partial s_i/\partial x_j`.
+
+    Examples:
+        >>> J = softmax_jacobian_matrix(2)
+        >>> J.shape
+        (2, 2)
+        >>> evaluate_matrix(J, [0.0, 0.0])
+        tensor([[ 0.2500, -0.2500],
+                [-0.2500,  0.2500]], dtype=torch.float64)
+    """
     return softmax_vector(n).jacobian(logits(n))
 
 
 def log_softmax_jacobian_matrix(n: int) -> sp.Matrix:
-    r"""The explicit :math:`n \times n` Jacobian :math:`\partial \ell_i/\partial x_j`."""
+    r"""The explicit :math:`n \times n` Jacobian :math:`\partial \ell_i/\partial x_j`.
+
+    Examples:
+        >>> evaluate_matrix(log_softmax_jacobian_matrix(2), [0.0, 0.0])
+        tensor([[ 0.5000, -0.5000],
+                [-0.5000,  0.5000]], dtype=torch.float64)
+    """
     ell = sp.Matrix([log_softmax_expression(a, n) for a in range(n)])
     return ell.jacobian(logits(n))
 
@@ -297,6 +406,12 @@ def entry_matrix(entry: sp.Expr, n: int) -> sp.Matrix:
     The sums over :math:`k` are expanded, so the result is written in
     :math:`x_0, \dots, x_{n-1}` (or :math:`s_0, \dots, s_{n-1}`) like
     :func:`softmax_jacobian_matrix`.
+
+    Examples:
+        >>> entry_matrix(softmax_jacobian_entry(softmax_names=True), 2)
+        Matrix([
+        [(1 - s[0])*s[0],      -s[0]*s[1]],
+        [     -s[0]*s[1], (1 - s[1])*s[1]]])
     """
     def at(a: int, b: int) -> sp.Expr:
         return entry.xreplace({SYMBOLS.n: n, SYMBOLS.i: a, SYMBOLS.j: b}).doit()
@@ -317,6 +432,11 @@ def evaluate(expr: sp.Expr, values: Sequence[float], **indices: int) -> float:
 
     Indices are given by name, for example ``evaluate(entry, [1.0, 2.0], i=0, j=1)``;
     ``x`` and ``s`` entries are replaced by the numbers and their softmax.
+
+    Examples:
+        >>> entry = softmax_jacobian_entry(softmax_names=True)
+        >>> evaluate(entry, [0.0, 0.0], i=0, j=0), evaluate(entry, [0.0, 0.0], i=0, j=1)
+        (0.25, -0.25)
     """
     unknown = set(indices) - set(_INDICES)
     if unknown:
@@ -327,7 +447,14 @@ def evaluate(expr: sp.Expr, values: Sequence[float], **indices: int) -> float:
 
 
 def evaluate_matrix(matrix: sp.Matrix, values: Sequence[float]) -> Tensor:
-    """A symbolic matrix in ``x_a`` (or ``s_a``) at logits ``values``, as a float64 tensor."""
+    """A symbolic matrix in ``x_a`` (or ``s_a``) at logits ``values``, as a float64 tensor.
+
+    Examples:
+        >>> from byhand.softmax import softmax_jacobian
+        >>> ours = evaluate_matrix(softmax_jacobian_matrix(3), [2.0, 1.0, 0.1])
+        >>> torch.allclose(ours, softmax_jacobian(torch.tensor([2.0, 1.0, 0.1], dtype=torch.float64)))
+        True
+    """
     subs = _numeric_substitutions(values)
     numbers = [[float(entry.xreplace(subs).evalf(30)) for entry in row]
                for row in matrix.tolist()]
@@ -367,6 +494,12 @@ def distinct_dummies(expr: sp.Basic) -> sp.Basic:
     their own index, but ambiguous on paper. The outer index becomes the first of
     :math:`j, k, l, m, \dots` that is used nowhere in the sum, so every sum a reader
     sees has its own letter. The value of the expression does not change.
+
+    Examples:
+        >>> k = SYMBOLS.k
+        >>> nested = sp.Sum(sp.exp(SYMBOLS.x[k]) / sp.Sum(sp.exp(SYMBOLS.x[k]), (k, 0, 2)), (k, 0, 2))
+        >>> distinct_dummies(nested)
+        Sum(exp(x[j])/Sum(exp(x[k]), (k, 0, 2)), (j, 0, 2))
     """
     return expr.replace(lambda e: isinstance(e, sp.Sum), _rename_outer)
 
@@ -376,6 +509,10 @@ def to_latex(expr: sp.Basic, lhs: str | None = None) -> str:
 
     Nested sums get distinct dummy indices first (:func:`distinct_dummies`). For example
     ``to_latex(softmax_jacobian_entry(True), r"\frac{\partial s_i}{\partial x_j}")``.
+
+    Examples:
+        >>> print(to_latex(softmax_jacobian_entry(True), "J_{ij}"))
+        J_{ij} = \left(\delta_{i j} - {s}_{j}\right) {s}_{i}
     """
     body = sp.latex(distinct_dummies(expr))
     return body if lhs is None else f"{lhs} = {body}"
