@@ -17,7 +17,7 @@ import pytest
 # train and mnist join this list once their docstrings carry examples.
 MODULES = ["byhand"] + [f"byhand.{name}" for name in (
     "softmax", "losses", "autograd", "check", "symbolic", "layers", "data", "device", "errors",
-    "distributed")]
+    "distributed", "linear_cross_entropy", "memory")]
 
 
 def _public(module_name: str) -> list[tuple[str, object]]:

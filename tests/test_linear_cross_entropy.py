@@ -354,3 +354,108 @@ def test_benchmark_case_reports_the_three_contestants_and_their_ratios() -> None
                                                 / case["peak_bytes"]["naive"])
     assert case["byhand_chunk_size"] == 32 and case["torch_auto_chunk_size"] >= 1
     assert max(case["max_abs_diff_vs_naive"].values()) < 1e-4
+
+
+# ------------------------------------------------------ sync-free and half precision
+
+META_OPTIONS = [{}, {"reduction": "sum", "label_smoothing": 0.1}, {"reduction": "none"},
+                {"weight": True, "ignore_index": 2}, {"prob": True, "weight": True}]
+
+
+@pytest.mark.parametrize("chunks", [{"chunk_size": 4}, {"chunk_size": 4, "vocab_chunk_size": 4}],
+                         ids=["rows", "rows-and-vocab"])
+@pytest.mark.parametrize("opts", META_OPTIONS, ids=lambda o: "-".join(map(str, o)) or "plain")
+def test_runs_on_meta_tensors_so_nothing_is_read_on_the_host(opts, chunks) -> None:
+    """``meta`` tensors have no values: any ``.item()``, ``bool(t)`` or ``.tolist()`` raises."""
+    n, h, v = 6, 4, 9
+    leaves = [torch.empty(*shape, device="meta", requires_grad=True)
+              for shape in ((n, h), (v, h), (v,))]
+    kwargs = {k: opts[k] for k in ("reduction", "label_smoothing", "ignore_index") if k in opts}
+    if opts.get("weight"):
+        kwargs["weight"] = torch.empty(v, device="meta")
+    target = (torch.empty(n, v, device="meta") if opts.get("prob")
+              else torch.empty(n, dtype=torch.int64, device="meta"))
+    a, w, b = leaves
+    loss = byhand.linear_cross_entropy(a, w, target, linear_bias=b, **kwargs, **chunks)
+    ref = F.linear_cross_entropy(a, w, target, linear_bias=b, **kwargs)
+    assert (loss.device, loss.shape, loss.dtype) == (ref.device, ref.shape, ref.dtype)
+    grads = torch.autograd.grad(loss, leaves, torch.empty_like(loss))
+    pure = byhand.linear_cross_entropy_backward(torch.empty_like(ref), a.detach(), w.detach(),
+                                                target, linear_bias=b.detach(), **kwargs, **chunks)
+    for leaf, grad, other in zip(leaves, grads, pure, strict=True):
+        assert grad.device.type == other.device.type == "meta"
+        assert grad.shape == other.shape == leaf.shape
+
+
+HALF = [torch.float16, torch.bfloat16]
+HALF_OPTIONS = [{}, {"weight": True, "ignore_index": 1, "label_smoothing": 0.1},
+                {"prob": True, "reduction": "sum"}]
+
+
+def _half_problem(dtype: torch.dtype, opts: dict, seed: int):
+    """Half-precision tensors (64 rows, H = 16, V = 300) with logits of a few units."""
+    gen = torch.Generator().manual_seed(seed)
+    n, h, v = 64, 16, 300
+    a = torch.randn(n, h, generator=gen).to(dtype)
+    w = (torch.randn(v, h, generator=gen) * 0.5).to(dtype)
+    b = torch.randn(v, generator=gen).to(dtype)
+    kwargs = {k: opts[k] for k in ("reduction", "label_smoothing", "ignore_index") if k in opts}
+    if opts.get("weight"):
+        kwargs["weight"] = (torch.rand(v, generator=gen) + 0.5).to(dtype)
+    if opts.get("prob"):
+        target = torch.rand(n, v, generator=gen).softmax(1).to(dtype)
+    else:
+        target = torch.randint(0, v, (n,), generator=gen)
+        target[::5] = opts.get("ignore_index", -100)
+    return a, w, b, target, kwargs
+
+
+@pytest.mark.parametrize("chunks", [{}, {"chunk_size": 24, "vocab_chunk_size": 64}],
+                         ids=["default", "rows-and-vocab"])
+@pytest.mark.parametrize("opts", HALF_OPTIONS, ids=lambda o: "-".join(map(str, o)) or "plain")
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_half_precision_error_is_no_worse_than_pytorchs(dtype, opts, chunks) -> None:
+    """Computed in float32 and rounded once: against float64 on the same (half) numbers,
+    the loss and every gradient are at least as close as PyTorch's own half-precision call."""
+    a, w, b, target, kwargs = _half_problem(dtype, opts, seed=len(str(opts)))
+    wide = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+    t64 = target.double() if target.is_floating_point() else target
+    ref_loss, ref_grads = _grads(F.linear_cross_entropy, a.double(), w.double(), b.double(),
+                                 t64, wide)
+    theirs_loss, theirs_grads = _grads(F.linear_cross_entropy, a, w, b, target, kwargs)
+    loss, grads = _grads(byhand.linear_cross_entropy, a, w, b, target, {**kwargs, **chunks})
+    assert loss.dtype == theirs_loss.dtype == dtype
+    ulp = torch.finfo(dtype).eps
+    for name, ours, theirs, ref in zip(("loss", "input", "linear_weight", "linear_bias"),
+                                       (loss, *grads), (theirs_loss, *theirs_grads),
+                                       (ref_loss, *ref_grads), strict=True):
+        assert ours.dtype == dtype, name
+        err = float((ours.double() - ref).abs().max())
+        err_theirs = float((theirs.double() - ref).abs().max())
+        # slack: half a unit in the last place of the largest value, since the mean
+        # denominator and G/D are rounded to the input's dtype, as PyTorch rounds them
+        slack = 0.5 * ulp * float(ref.abs().max())
+        assert err <= err_theirs * 1.05 + slack, (name, err, err_theirs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA: the sync-debug check needs a CUDA device")
+def test_a_call_and_its_backward_never_synchronise_on_cuda() -> None:
+    a, w, b, target, kwargs = _problem(8, torch.float32, {"weight": True, "label_smoothing": 0.1})
+    leaves = [t.cuda().requires_grad_(True) for t in (a, w, b)]
+    target, weight = target.cuda(), kwargs.pop("weight").cuda()
+
+    def step(**chunks):
+        loss = byhand.linear_cross_entropy(leaves[0], leaves[1], target, linear_bias=leaves[2],
+                                           weight=weight, **kwargs, **chunks)
+        return torch.autograd.grad(loss, leaves)
+
+    step(chunk_size=4)  # warm-up: first calls may initialise lazily
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        grads = step(chunk_size=4) + step(chunk_size=4, vocab_chunk_size=5)
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    assert all(g.device.type == "cuda" for g in grads)

@@ -1,15 +1,17 @@
 r"""Linear layer + cross-entropy without the :math:`N \times V` logits, forward and backward.
 
 The semantics are those of :func:`torch.nn.functional.linear_cross_entropy`: for
-``input`` :math:`a_{np}` of shape ``(N, H)``, ``linear_weight`` :math:`W_{jp}` of shape
-``(V, H)`` and an optional ``linear_bias`` :math:`b_j`, the loss is
+``input`` :math:`a_{np}` of shape ``(N, H)`` (:math:`H` input features :math:`p`),
+``linear_weight`` :math:`W_{jp}` of shape ``(V, H)`` (:math:`V` classes :math:`j`, a
+vocabulary) and an optional ``linear_bias`` :math:`b_j`, the loss is
 ``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)`` with the logits
 
 .. math:: x_{nj} = \sum_p a_{np} W_{jp} + b_j .
 
 The backward of :mod:`byhand.losses` gives the gradient at the logits,
-:math:`G_{nj} = \partial L/\partial x_{nj} = g_n\big(s_{nj}\sum_c q_{nc} - q_{nj}\big)`,
-and the linear layer passes it on:
+:math:`G_{nj} = \partial L/\partial x_{nj} = g_n\big(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj}\big)`,
+with :math:`\tilde t_{nj}` the effective (weighted, masked, smoothed) target, and the
+linear layer passes it on:
 
 .. math::
 
@@ -26,33 +28,42 @@ chunk's ``(chunk_size, V)`` logits. For very large vocabularies the columns can 
 chunked too (``vocab_chunk_size``): the log-sum-exp of a row is then accumulated block
 by block with the online rule of :func:`logsumexp_update`, and each block of logits is
 computed twice, once for the log-sum-exp and once for the gradient.
+
+As in :mod:`byhand.losses`, nothing waits for the device: target values are checked
+only on the CPU, and whether a row is ignored is a mask, never a branch on the host.
+For ``float16`` and ``bfloat16`` the logits, losses and gradients are computed in
+``float32`` (the gradients accumulated over the chunks in ``float32`` too) and each
+result is rounded once to the input's dtype.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .autograd import _no_target_grad
+from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 from .losses import (
     Reduction,
     _ce_denominator,
-    _ce_grad_from_softmax,
+    _ce_grad,
     _ce_per_sample,
     _check_cross_entropy,
-    _plain_grad_from_softmax,
     _prob_weights,
     _reduce,
+    _result_dtype,
     _softmax_parts,
     _target_indices,
     _target_weight,
     _upstream,
 )
+from .softmax import opmath_dtype
 
 __all__ = [
     "LinearCrossEntropy",
@@ -66,6 +77,7 @@ __all__ = [
 
 _FN = "linear_cross_entropy"
 Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
+Needs = tuple[bool, bool, bool]
 
 
 # ------------------------------------------------------------------ online logsumexp
@@ -85,6 +97,14 @@ def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tenso
 
     Start from :math:`m = -\infty`, :math:`r = 0` (shape ``block.shape[:-1] + (1,)``).
     Every exponent is :math:`\le 0`, so nothing overflows (Milakov & Gimelshein, 2018).
+
+    Examples:
+        >>> x = torch.tensor([[1000.0, 1001.0, 999.0, 1002.0]])
+        >>> m, r = torch.tensor([[-math.inf]]), torch.zeros(1, 1)
+        >>> m, r = logsumexp_update(m, r, x[:, :2])
+        >>> m, r = logsumexp_update(m, r, x[:, 2:])
+        >>> m + r.log(), torch.logsumexp(x, 1, keepdim=True)
+        (tensor([[1002.4402]]), tensor([[1002.4402]]))
     """
     m_new = torch.maximum(m, block.amax(-1, keepdim=True))
     safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
@@ -93,66 +113,92 @@ def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tenso
 
 
 def online_logsumexp(blocks: Iterable[Tensor]) -> Tensor:
-    r""":math:`\log\sum_k e^{x_k}` along the last dimension, one block of columns at a time."""
-    m = r = None
+    r""":math:`\log\sum_k e^{x_k}` along the last dimension, one block of columns at a time.
+
+    Examples:
+        >>> x = torch.tensor([[0.5, 2.0, -1.0, 3.0, 0.0]])
+        >>> online_logsumexp([x[:, :2], x[:, 2:3], x[:, 3:]]), torch.logsumexp(x, 1)
+        (tensor([3.4174]), tensor([3.4174]))
+    """
+    state: tuple[Tensor, Tensor] | None = None
     for block in blocks:
-        if m is None:
+        if state is None:
             m = torch.full((*block.shape[:-1], 1), -math.inf, dtype=block.dtype,
                            device=block.device)
-            r = torch.zeros_like(m)
-        m, r = logsumexp_update(m, r, block)
-    if m is None:
+            state = (m, torch.zeros_like(m))
+        state = logsumexp_update(*state, block)
+    if state is None:
         raise ValueError("online_logsumexp: blocks must hold at least one block; got none")
+    m, r = state
     return (m + r.log()).squeeze(-1)
 
 
 # ----------------------------------------------------------------------------- checks
 
 
-def _check(
-    input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-    weight: Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
-    chunk_size: int | None, vocab_chunk_size: int | None,
-) -> tuple[Tensor, int, bool, bool]:
-    """Validate every argument; return the logits' stand-in, ``ignore_index``, prob, plain.
+@dataclass(frozen=True)
+class _Options:
+    """The validated options of one call, as the chunked core uses them."""
 
-    The stand-in has the logits' shape ``(N, V)`` (``(V,)`` unbatched) but a single
-    element of storage (all strides 0), so the checks of :mod:`byhand.losses` run on
-    it without any logits being formed.
-    """
+    weight: Tensor | None
+    ignore_index: int
+    label_smoothing: float
+    prob: bool
+    reduction: str
+    chunk_size: int | None
+    vocab_chunk_size: int | None
+
+
+def _check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
+    """Shapes and dtypes of the linear layer's three tensors."""
     if not input.is_floating_point():
-        raise TypeError(f"{_FN}: input must be a floating-point tensor; got dtype {input.dtype}")
+        raise UnsupportedDTypeError(
+            f"{_FN}: input must be a floating-point tensor; got dtype {input.dtype}")
     if input.dim() not in (1, 2):
-        raise ValueError(f"{_FN}: input must have shape (H,) or (N, H); "
-                         f"got shape {tuple(input.shape)}")
+        raise ArgumentValueError(f"{_FN}: input must have shape (H,) or (N, H); "
+                                 f"got shape {tuple(input.shape)}")
     if linear_weight.dim() != 2:
-        raise ValueError(f"{_FN}: linear_weight must have shape (V, H); "
-                         f"got shape {tuple(linear_weight.shape)}")
+        raise ArgumentValueError(f"{_FN}: linear_weight must have shape (V, H); "
+                                 f"got shape {tuple(linear_weight.shape)}")
     if linear_weight.shape[1] != input.shape[-1]:
-        raise ValueError(
+        raise ArgumentValueError(
             f"{_FN}: linear_weight must have shape (V, {input.shape[-1]}) to match input's "
             f"last dimension H={input.shape[-1]}; got shape {tuple(linear_weight.shape)}"
         )
     for name, t in (("linear_weight", linear_weight), ("linear_bias", linear_bias)):
         if t is not None and t.dtype != input.dtype:
-            raise TypeError(f"{_FN}: {name} must have input's dtype {input.dtype}; "
-                            f"got {t.dtype}")
+            raise ArgumentTypeError(f"{_FN}: {name} must have input's dtype {input.dtype}; "
+                                    f"got {t.dtype}")
     n_classes = linear_weight.shape[0]
     if linear_bias is not None and tuple(linear_bias.shape) != (n_classes,):
-        raise ValueError(f"{_FN}: linear_bias must have shape ({n_classes},); "
-                         f"got shape {tuple(linear_bias.shape)}")
+        raise ArgumentValueError(f"{_FN}: linear_bias must have shape ({n_classes},); "
+                                 f"got shape {tuple(linear_bias.shape)}")
+
+
+def _check(
+    input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
+    weight: Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
+    chunk_size: int | None, vocab_chunk_size: int | None,
+) -> tuple[Tensor, _Options]:
+    """Validate every argument; return the logits' stand-in and the options.
+
+    The stand-in has the logits' shape ``(N, V)`` (``(V,)`` unbatched) and the input's
+    dtype but a single element of storage (all strides 0), so the checks of
+    :mod:`byhand.losses` run on it without any logits being formed.
+    """
+    _check_linear(input, linear_weight, linear_bias)
     for name, size in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
-    like = input.new_empty(()).expand(*input.shape[:-1], n_classes)
-    prob = like.shape == target.shape
-    if prob and ignore_index is not None:
-        raise ValueError(f"{_FN}: ignore_index cannot be given with class-probability "
-                         f"targets; got ignore_index={ignore_index}")
-    ignore_index = -100 if ignore_index is None else ignore_index
-    prob, plain = _check_cross_entropy(like, target, weight, ignore_index, reduction,
-                                       label_smoothing, fn=_FN)
-    return like, ignore_index, prob, plain
+    like = input.new_empty(()).expand(*input.shape[:-1], linear_weight.shape[0])
+    if like.shape == target.shape and ignore_index is not None:
+        raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
+                                 f"targets; got ignore_index={ignore_index}")
+    ignore = -100 if ignore_index is None else ignore_index
+    prob = _check_cross_entropy(like, target, weight, ignore, reduction, label_smoothing,
+                                fn=_FN)
+    return like, _Options(weight, ignore, label_smoothing, prob, reduction, chunk_size,
+                          vocab_chunk_size)
 
 
 def default_chunk_size(n_rows: int, in_features: int) -> int:
@@ -160,15 +206,35 @@ def default_chunk_size(n_rows: int, in_features: int) -> int:
 
     A chunk's logits, ``(chunk_size, V)``, are then at most half the size of the weight
     gradient ``(V, H)`` that the call returns anyway, whatever the vocabulary size.
+
+    Examples:
+        >>> default_chunk_size(4096, 512), default_chunk_size(4096, 16), default_chunk_size(10, 512)
+        (256, 32, 10)
     """
     return max(1, min(n_rows, max(32, in_features // 2)))
 
 
-def _spans(total: int, size: int) -> list[tuple[int, int]]:
-    return [(lo, min(lo + size, total)) for lo in range(0, total, size)]
+def _spans(total: int, size: int) -> list[slice]:
+    return [slice(lo, min(lo + size, total)) for lo in range(0, total, size)]
 
 
 # --------------------------------------------------------------------- the chunked core
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A batched problem in the working precision (float32 for half inputs).
+
+    ``acc`` is the dtype of the per-row losses: the working one, promoted with the
+    target's and weight's for probabilities, as in :func:`byhand.losses.cross_entropy`.
+    """
+
+    a: Tensor
+    w: Tensor
+    b: Tensor | None
+    t: Tensor
+    acc: torch.dtype
+    opts: _Options
 
 
 def _logits(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
@@ -196,17 +262,19 @@ def _pass_gradient(grad: Tensor, a: Tensor, w: Tensor, rows: slice, cols: slice,
         d_bias[cols] += grad.sum(0)
 
 
-def _target_block(
-    t: Tensor, index: tuple[Tensor, Tensor, Tensor] | None, weight: Tensor | None,
-    eps: float, cols: slice, n_classes: int, like: Tensor,
-) -> Tensor:
-    r"""Columns ``cols`` of the weighted, smoothed target :math:`q_{nc}`.
+_Index = tuple[Tensor, Tensor, Tensor]
 
-    Class indices: :math:`q_{nc} = m_n\big[(1-\varepsilon) w_{y_n}\delta_{c y_n}
-    + \tfrac{\varepsilon}{C} w_c\big]`, given ``index`` = :math:`(y_n, m_n, m_n w_{y_n})`;
-    probabilities (``index`` None): :math:`q_{nc} = w_c t'_{nc}`.
+
+def _target_block(t: Tensor, index: _Index | None, opts: _Options, cols: slice,
+                  n_classes: int, like: Tensor) -> Tensor:
+    r"""Columns ``cols`` of the effective target :math:`\tilde t_{nj}`.
+
+    Class indices: :math:`\tilde t_{nj} = \mu_n\big[(1-\varepsilon) w_{y_n}\delta_{j y_n}
+    + \tfrac{\varepsilon}{C} w_j\big]`, given ``index`` = :math:`(y_n, \mu_n, \mu_n w_{y_n})`;
+    probabilities (``index`` None): :math:`\tilde t_{nj} = w_j t'_{nj}`.
     """
-    w = None if weight is None else weight[cols]
+    eps = opts.label_smoothing
+    w = None if opts.weight is None else opts.weight[cols]
     if index is None:
         return _prob_weights(t[:, cols], w, eps, like, n_classes)
     y, keep, wy = index
@@ -216,97 +284,93 @@ def _target_block(
         q += (eps / n_classes) * keep.to(like.dtype).unsqueeze(1) * (
             1.0 if w is None else w.to(like.dtype))
     inside = keep & (y >= cols.start) & (y < cols.stop)
-    index = torch.where(inside, y - cols.start, torch.zeros_like(y)).unsqueeze(1)
-    return q.scatter_add_(1, index, torch.where(inside, (1 - eps) * wy, 0.0).unsqueeze(1))
+    at = torch.where(inside, y - cols.start, torch.zeros_like(y)).unsqueeze(1)
+    return q.scatter_add_(1, at, torch.where(inside, (1 - eps) * wy, 0.0).unsqueeze(1))
 
 
-def _rows_whole_vocab(
-    a: Tensor, w: Tensor, b: Tensor | None, t: Tensor, g: Tensor | None, rows: slice,
-    out: Grads, opts: dict[str, Any],
-) -> Tensor:
+_RowsFn = Callable[[_Problem, slice, "Tensor | None", Grads], Tensor]
+
+
+def _rows_whole_vocab(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
     """Loss (and gradients) of a chunk of rows, all classes at once, with byhand.losses."""
-    x = _logits(a, w, b)
+    a, t, opts = p.a[rows], p.t[rows], p.opts
+    x = _logits(a, p.w, p.b)
     shift, e, sums = _softmax_parts(x)
-    per, _ = _ce_per_sample(x, shift, sums.log(), t, opts["weight"], opts["ignore_index"],
-                            opts["label_smoothing"], opts["prob"])
+    per = _ce_per_sample(x, shift, sums.log(), t, opts.weight, opts.ignore_index,
+                         opts.label_smoothing, opts.prob)
     del x, shift
     if g is not None:
-        s = e.div_(sums)
-        if opts["plain"]:
-            grad = _plain_grad_from_softmax(s, g, t)
-        else:
-            grad = _ce_grad_from_softmax(s, g, t, opts["weight"], opts["ignore_index"],
-                                         opts["label_smoothing"], opts["prob"], True)
-        _pass_gradient(grad, a, w, rows, slice(0, w.shape[0]), out, first=True)
+        grad = _ce_grad(e.div_(sums), g, t, opts.weight, opts.ignore_index,
+                        opts.label_smoothing, opts.prob, True)
+        _pass_gradient(grad, a, p.w, rows, slice(0, p.w.shape[0]), out, first=True)
     return per
 
 
-def _rows_online(
-    a: Tensor, w: Tensor, b: Tensor | None, t: Tensor, g: Tensor | None, rows: slice,
-    out: Grads, opts: dict[str, Any],
-) -> Tensor:
+def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
     r"""Loss (and gradients) of a chunk of rows, the classes in blocks (online log-sum-exp).
 
-    With :math:`Q_n = \sum_c q_{nc}`, the loss is :math:`L_n = Q_n \operatorname{lse}_n
-    - \sum_c q_{nc} x_{nc}` and the logits' gradient :math:`G_{nj} = g_n(s_{nj} Q_n -
-    q_{nj})`: one pass over the blocks for :math:`\operatorname{lse}_n`, :math:`Q_n` and
-    :math:`\sum_c q_{nc}(x_{nc} - r_n)` (:math:`r_n`, the first block's maximum, keeps
-    the subtraction at the scale of the loss), a second pass for :math:`G`.
+    With :math:`T_n = \sum_k \tilde t_{nk}`, the loss is :math:`L_n = T_n
+    \operatorname{lse}_n - \sum_k \tilde t_{nk} x_{nk}` and the logits' gradient
+    :math:`G_{nj} = g_n(s_{nj} T_n - \tilde t_{nj})`: one pass over the blocks for
+    :math:`\operatorname{lse}_n`, :math:`T_n` and :math:`\sum_k \tilde t_{nk}(x_{nk} - r_n)`
+    (:math:`r_n`, the first block's maximum, keeps the subtraction at the scale of the
+    loss), a second pass for :math:`G`.
     """
-    n_classes, eps, weight = w.shape[0], opts["label_smoothing"], opts["weight"]
-    like = a.new_empty(()).expand(a.shape[0], n_classes)
+    a, t, opts = p.a[rows], p.t[rows], p.opts
+    n_rows, n_classes = a.shape[0], p.w.shape[0]
+    like = a.new_empty(()).expand(n_rows, n_classes)
     index = None
-    if not opts["prob"]:
-        y, keep = _target_indices(t, opts["ignore_index"])
-        index = (y, keep, _target_weight(y, keep, weight, a.dtype))
-    blocks = [slice(lo, hi) for lo, hi in _spans(n_classes, opts["vocab_chunk_size"])]
+    if not opts.prob:
+        y, keep = _target_indices(t, opts.ignore_index)
+        index = (y, keep, _target_weight(y, keep, opts.weight, a.dtype))
+    assert opts.vocab_chunk_size is not None  # only called with vocabulary chunks
+    blocks = _spans(n_classes, opts.vocab_chunk_size)
 
     def block(cols: slice) -> tuple[Tensor, Tensor]:
-        bias = None if b is None else b[cols]
-        q = _target_block(t, index, weight, eps, cols, n_classes, like)
-        return _logits(a, w[cols], bias), q
+        bias = None if p.b is None else p.b[cols]
+        return _logits(a, p.w[cols], bias), _target_block(t, index, opts, cols, n_classes,
+                                                          like)
 
-    m = a.new_full((a.shape[0], 1), -math.inf)
-    r = a.new_zeros(a.shape[0], 1)
-    qx = a.new_zeros(a.shape[0])
-    total_q = a.new_zeros(a.shape[0])
-    ref = None
+    m = a.new_full((n_rows, 1), -math.inf)
+    r = a.new_zeros(n_rows, 1)
+    tx = a.new_zeros(n_rows, dtype=p.acc)
+    total = a.new_zeros(n_rows, dtype=p.acc)
+    ref: Tensor | None = None
     for cols in blocks:
         x, q = block(cols)
         m, r = logsumexp_update(m, r, x)
         ref = m.clone() if ref is None else ref
-        qx += (q * (x - ref)).sum(1)
-        total_q += q.sum(1)
+        tx += (q * (x - ref)).sum(1)
+        total += q.sum(1)
     lse = m + r.log()
-    per = total_q * (lse - ref).squeeze(1) - qx
+    assert ref is not None  # n_classes > vocab_chunk_size >= 1: there is a block
+    per = total * (lse - ref).squeeze(1) - tx
     if g is not None:
+        scale = total.to(a.dtype).unsqueeze(1)
         for i, cols in enumerate(blocks):
             x, q = block(cols)
-            grad = x.sub_(lse).exp_().mul_(total_q.unsqueeze(1)).sub_(q).mul_(g.unsqueeze(1))
-            _pass_gradient(grad, a, w[cols], rows, cols, out, first=i == 0)
+            grad = x.sub_(lse).exp_().mul_(scale).sub_(q).mul_(g.unsqueeze(1))
+            _pass_gradient(grad, a, p.w[cols], rows, cols, out, first=i == 0)
     return per
 
 
-def _run(
-    a: Tensor, w: Tensor, b: Tensor | None, t: Tensor, g: Tensor | None, need: tuple[bool, ...],
-    opts: dict[str, Any],
-) -> tuple[Tensor, Grads]:
-    """Per-row losses of a batched problem and, when ``g`` (one per row) is given, the gradients."""
-    n_rows, n_classes = a.shape[0], w.shape[0]
-    chunk = opts["chunk_size"] or default_chunk_size(n_rows, a.shape[1])
-    online = opts["vocab_chunk_size"] is not None and opts["vocab_chunk_size"] < n_classes
-    rows_fn = _rows_online if online else _rows_whole_vocab
+def _run(p: _Problem, g: Tensor | None, needs: Needs) -> tuple[Tensor, Grads]:
+    """Per-row losses (dtype ``p.acc``) and, when ``g`` (one per row) is given, the
+    gradients, in the working precision."""
+    n_rows, n_classes = p.a.shape[0], p.w.shape[0]
+    chunk = p.opts.chunk_size or default_chunk_size(n_rows, p.a.shape[1])
+    vocab = p.opts.vocab_chunk_size
+    rows_fn: _RowsFn = (_rows_online if vocab is not None and vocab < n_classes
+                        else _rows_whole_vocab)
     with_grad = g is not None
     out: Grads = (
-        a.new_empty(a.shape) if with_grad and need[0] else None,
-        torch.zeros_like(w) if with_grad and need[1] else None,
-        torch.zeros_like(b) if with_grad and b is not None and need[2] else None,
+        p.a.new_empty(p.a.shape) if with_grad and needs[0] else None,
+        torch.zeros_like(p.w) if with_grad and needs[1] else None,
+        torch.zeros_like(p.b) if with_grad and p.b is not None and needs[2] else None,
     )
-    per = a.new_empty(n_rows)
-    for lo, hi in _spans(n_rows, chunk):
-        rows = slice(lo, hi)
-        per[rows] = rows_fn(a[rows], w, b, t[rows], None if g is None else g[rows], rows, out,
-                            opts)
+    per = p.a.new_empty(n_rows, dtype=p.acc)
+    for rows in _spans(n_rows, chunk):
+        per[rows] = rows_fn(p, rows, None if g is None else g[rows], out)
     return per, out
 
 
@@ -314,36 +378,55 @@ def _prepare(
     input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
     weight: Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
     chunk_size: int | None, vocab_chunk_size: int | None,
-) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
-    """Check the arguments; return the batched input, target, logits stand-in and options."""
-    like, ignore, prob, plain = _check(input, linear_weight, target, linear_bias, weight,
-                                       reduction, ignore_index, label_smoothing, chunk_size,
-                                       vocab_chunk_size)
-    opts = {"weight": weight, "ignore_index": ignore, "label_smoothing": label_smoothing,
-            "prob": prob, "plain": plain, "reduction": reduction, "chunk_size": chunk_size,
-            "vocab_chunk_size": vocab_chunk_size}
+) -> tuple[_Problem, Tensor]:
+    """Check the arguments; return the batched problem in the working precision and the
+    batched logits' stand-in (in the input's dtype)."""
+    like, opts = _check(input, linear_weight, target, linear_bias, weight, reduction,
+                        ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
+    work = opmath_dtype(input.dtype)
+    acc = torch.promote_types(work, _result_dtype(like, target, weight, opts.prob))
+    a, t = input.to(work), target
     if input.dim() == 1:
-        return input.unsqueeze(0), target.unsqueeze(0), like.unsqueeze(0), opts
-    return input, target, like, opts
+        a, t, like = a.unsqueeze(0), t.unsqueeze(0), like.unsqueeze(0)
+    b = None if linear_bias is None else linear_bias.to(work)
+    return _Problem(a, linear_weight.to(work), b, t, acc, opts), like
 
 
-def _unbatch_grads(grads: Grads, unbatched: bool) -> Grads:
-    d_input, d_weight, d_bias = grads
+def _finish(grads: Grads, dtype: torch.dtype, unbatched: bool,
+            grad_output: Tensor | None = None) -> Grads:
+    """Scale working-precision gradients by ``grad_output`` (if given), round them once
+    to ``dtype``, and drop the batch dimension of an unbatched input's gradient."""
+
+    def one(d: Tensor | None) -> Tensor | None:
+        if d is None:
+            return None
+        if grad_output is not None:
+            d = d.mul_(grad_output.to(d.dtype))
+        return d.to(dtype)
+
+    d_input, d_weight, d_bias = (one(d) for d in grads)
     if unbatched and d_input is not None:
         d_input = d_input.squeeze(0)
     return d_input, d_weight, d_bias
 
 
-def _scalar_loss_and_grads(
-    a: Tensor, w: Tensor, b: Tensor | None, t: Tensor, like: Tensor, need: tuple[bool, ...],
-    opts: dict[str, Any],
-) -> tuple[Tensor, Grads]:
-    """``mean`` or ``sum`` loss and its gradients for ``grad_output = 1``, in one sweep."""
-    denominator = _ce_denominator(like, t, opts["weight"], opts["ignore_index"], opts["prob"])
-    one = torch.ones((), dtype=a.dtype, device=a.device)
-    g = _upstream(one, opts["reduction"], denominator, like.select(1, 0)).contiguous()
-    per, grads = _run(a, w, b, t, g, need, opts)
-    return _reduce(per, opts["reduction"], denominator), grads
+def _loss(per: Tensor, p: _Problem, like: Tensor, target: Tensor) -> Tensor:
+    """Round the per-row losses once to the loss's dtype and reduce them."""
+    dtype = _result_dtype(like, target, p.opts.weight, p.opts.prob)
+    denominator = _ce_denominator(like, p.t, p.opts.weight, p.opts.ignore_index, p.opts.prob)
+    return _reduce(per.to(dtype), p.opts.reduction, denominator)
+
+
+def _scalar_loss_and_grads(p: _Problem, like: Tensor, target: Tensor,
+                           needs: Needs) -> tuple[Tensor, Grads]:
+    """``mean`` or ``sum`` loss and its working-precision gradients for
+    ``grad_output = 1``, in one sweep."""
+    opts = p.opts
+    denominator = _ce_denominator(like, p.t, opts.weight, opts.ignore_index, opts.prob)
+    one = torch.ones((), dtype=like.dtype, device=like.device)
+    g = _upstream(one, opts.reduction, denominator, like.select(1, 0))
+    per, grads = _run(p, g.to(p.a.dtype).contiguous(), needs)
+    return _loss(per, p, like, target), grads
 
 
 # ------------------------------------------------------------------------- public API
@@ -356,7 +439,7 @@ def linear_cross_entropy_forward_backward(
     *,
     linear_bias: Tensor | None = None,
     weight: Tensor | None = None,
-    reduction: Reduction = "mean",
+    reduction: Literal["mean", "sum"] = "mean",
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
@@ -369,15 +452,32 @@ def linear_cross_entropy_forward_backward(
     :math:`G_{nj} = \partial L/\partial x_{nj}`, which are multiplied into
     :math:`\sum_j G_{nj} W_{jp}`, :math:`\sum_n G_{nj} a_{np}` and
     :math:`\sum_n G_{nj}` before the next chunk. The bias gradient is None without a bias.
+
+    Examples:
+        >>> a, W = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]]), torch.eye(3, 2)
+        >>> y = torch.tensor([0, 1, 2])
+        >>> loss, (d_a, d_W, d_b) = linear_cross_entropy_forward_backward(a, W, y, chunk_size=2)
+        >>> loss
+        tensor(1.2024)
+        >>> torch.allclose(loss, torch.nn.functional.linear_cross_entropy(a, W, y)), d_b
+        (True, None)
+        >>> d_W
+        tensor([[-0.1150,  0.1241],
+                [-0.2760,  0.4770],
+                [ 0.3910, -0.6011]])
     """
+    _require_scalar_reduction(reduction)
+    p, like = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
+                       ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
+    loss, grads = _scalar_loss_and_grads(p, like, target, (True, True, True))
+    return loss, _finish(grads, input.dtype, input.dim() == 1)
+
+
+def _require_scalar_reduction(reduction: str) -> None:
+    """Refuse ``'none'``, which the ``Literal`` type already excludes, for untyped callers."""
     if reduction == "none":
         raise ValueError(f"{_FN}_forward_backward: reduction must be 'mean' or 'sum' "
                          "(a scalar loss); got 'none'")
-    a, t, like, opts = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
-                                ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
-    loss, grads = _scalar_loss_and_grads(a, linear_weight, linear_bias, t, like,
-                                         (True, True, True), opts)
-    return loss, _unbatch_grads(grads, input.dim() == 1)
 
 
 def linear_cross_entropy_backward(
@@ -393,7 +493,7 @@ def linear_cross_entropy_backward(
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
     vocab_chunk_size: int | None = None,
-    needs: tuple[bool, bool, bool] = (True, True, True),
+    needs: Needs = (True, True, True),
 ) -> Grads:
     r"""Gradients of :func:`linear_cross_entropy` for ``input``, ``linear_weight``, ``linear_bias``.
 
@@ -403,36 +503,52 @@ def linear_cross_entropy_backward(
        \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np}, \quad
        \frac{\partial L}{\partial b_j} = \sum_n G_{nj},
 
-    with :math:`G_{nj} = g_n(s_{nj}\sum_c q_{nc} - q_{nj})` formed one chunk of rows at
-    a time; :math:`g_n` is ``grad_output`` (per row for ``none``, divided by the
-    ``mean`` denominator for ``mean``). ``needs`` skips the products of gradients not
+    with :math:`G_{nj} = g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})` formed one chunk
+    of rows at a time; :math:`g_n` is ``grad_output`` (per row for ``none``, divided by
+    the ``mean`` denominator for ``mean``). ``needs`` skips the products of gradients not
     wanted; a skipped gradient, and the bias gradient without a bias, is None.
+
+    Examples:
+        >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]], requires_grad=True)
+        >>> W, y = torch.eye(3, 2), torch.tensor([0, 1, 2])
+        >>> torch.nn.functional.linear_cross_entropy(a, W, y, reduction="sum").backward()
+        >>> d_a, d_W, d_b = linear_cross_entropy_backward(
+        ...     torch.tensor(1.0), a.detach(), W, y, reduction="sum", needs=(True, False, False))
+        >>> d_a
+        tensor([[-0.3715,  0.1402],
+                [ 0.3420, -0.6220],
+                [ 0.0420,  0.8438]])
+        >>> torch.allclose(d_a, a.grad), d_W, d_b
+        (True, None, None)
     """
-    a, t, like, opts = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
-                                ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
+    p, like = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
+                       ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
     if reduction == "none":
-        g = grad_output.to(a.dtype).reshape(a.shape[0]).contiguous()
-        _, grads = _run(a, linear_weight, linear_bias, t, g, needs, opts)
-    else:
-        _, grads = _scalar_loss_and_grads(a, linear_weight, linear_bias, t, like, needs, opts)
-        grads = _scaled(grads, grad_output)
-    return _unbatch_grads(grads, input.dim() == 1)
-
-
-def _scaled(grads: Grads, grad_output: Tensor) -> Grads:
-    """Multiply gradients computed for ``grad_output = 1`` by the real one, in place."""
-    d_input, d_weight, d_bias = (None if d is None else d.mul_(grad_output.to(d.dtype))
-                                 for d in grads)
-    return d_input, d_weight, d_bias
+        g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.a.dtype).contiguous()
+        return _finish(_run(p, g, needs)[1], input.dtype, input.dim() == 1)
+    _, grads = _scalar_loss_and_grads(p, like, target, needs)
+    return _finish(grads, input.dtype, input.dim() == 1, grad_output)
 
 
 class LinearCrossEntropy(torch.autograd.Function):
     """``F.linear_cross_entropy`` whose forward and backward run chunk by chunk.
 
     For ``mean`` and ``sum`` the gradients (for ``grad_output = 1``) are computed in
-    the forward's sweep, while each chunk's logits exist anyway, and the backward only
-    scales them; a second backward of the same graph recomputes them. For ``none`` the
-    backward recomputes each chunk's logits, since it needs one ``grad_output`` per row.
+    the forward's sweep, while each chunk's logits exist anyway, and kept in the working
+    precision; the backward only scales them and rounds them to the input's dtype. A
+    second backward of the same graph recomputes them. For ``none`` the backward
+    recomputes each chunk's logits, since it needs one ``grad_output`` per row.
+
+    Examples:
+        >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3]], requires_grad=True)
+        >>> W, y = torch.eye(3, 2), torch.tensor([0, 2])
+        >>> options = {"reduction": "mean", "ignore_index": None, "label_smoothing": 0.0,
+        ...            "chunk_size": 1, "vocab_chunk_size": None}
+        >>> loss = LinearCrossEntropy.apply(a, W, None, y, None, options)
+        >>> loss.backward()
+        >>> loss, a.grad
+        (tensor(0.8686, grad_fn=<LinearCrossEntropyBackward>), tensor([[-0.1857,  0.0701],
+                [ 0.1710,  0.1890]]))
     """
 
     @staticmethod
@@ -440,34 +556,30 @@ class LinearCrossEntropy(torch.autograd.Function):
         ctx: Any, input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
         target: Tensor, weight: Tensor | None, options: dict[str, Any],
     ) -> Tensor:
-        needs = tuple(ctx.needs_input_grad[:3])
+        needs: Needs = tuple(ctx.needs_input_grad[:3])
         ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
         ctx.options, ctx.grads = options, None
-        a, t, like, opts = _prepare(input, linear_weight, target, linear_bias, weight,
-                                    **options)
+        p, like = _prepare(input, linear_weight, target, linear_bias, weight, **options)
         if options["reduction"] == "none" or not any(needs):
-            per, _ = _run(a, linear_weight, linear_bias, t, None, needs, opts)
+            per, _ = _run(p, None, needs)
             if options["reduction"] == "none":
+                per = per.to(_result_dtype(like, target, weight, p.opts.prob))
                 return per.squeeze(0) if input.dim() == 1 else per
-            denominator = _ce_denominator(like, t, weight, opts["ignore_index"], opts["prob"])
-            return _reduce(per, options["reduction"], denominator)
-        loss, grads = _scalar_loss_and_grads(a, linear_weight, linear_bias, t, like, needs,
-                                             opts)
-        ctx.grads = _unbatch_grads(grads, input.dim() == 1)
+            return _loss(per, p, like, target)
+        loss, ctx.grads = _scalar_loss_and_grads(p, like, target, needs)
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
-        needs = tuple(ctx.needs_input_grad[:3])
         grads, ctx.grads = ctx.grads, None
         if grads is not None:
-            grads = _scaled(grads, grad_output)
+            grads = _finish(grads, input.dtype, input.dim() == 1, grad_output)
         else:
             grads = linear_cross_entropy_backward(
                 grad_output, input, linear_weight, target, linear_bias=linear_bias,
-                weight=weight, needs=needs, **ctx.options)
+                weight=weight, needs=tuple(ctx.needs_input_grad[:3]), **ctx.options)
         return (*grads, None, None, None)
 
 
@@ -492,9 +604,26 @@ def linear_cross_entropy(
     :func:`default_chunk_size`), and with ``vocab_chunk_size`` the classes too.
     ``ignore_index`` defaults to None, which means -100 for class indices and is the
     only value allowed with class-probability targets, as in PyTorch.
+
+    Examples:
+        >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]], requires_grad=True)
+        >>> W, y = torch.eye(3, 2), torch.tensor([0, 1, 2])
+        >>> loss = linear_cross_entropy(a, W, y, chunk_size=2, vocab_chunk_size=2)
+        >>> loss.backward()
+        >>> loss
+        tensor(1.2024, grad_fn=<LinearCrossEntropyBackward>)
+        >>> ref = torch.nn.functional.cross_entropy(a.detach() @ W.T, y)
+        >>> torch.allclose(loss, ref)
+        True
+        >>> linear_cross_entropy(a, W, torch.tensor([0, 1]))
+        Traceback (most recent call last):
+            ...
+        ValueError: linear_cross_entropy: target batch size must match input batch size 3; got 2
     """
     _no_target_grad(_FN, target, weight)
     options = {"reduction": reduction, "ignore_index": ignore_index,
                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
                "vocab_chunk_size": vocab_chunk_size}
-    return LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, options)
+    loss: Tensor = LinearCrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+        input, linear_weight, linear_bias, target, weight, options)
+    return loss

@@ -53,6 +53,15 @@ def allocation_timeline(fn: Callable[[], Any]) -> tuple[list[float], list[int]]:
 
     Returns the times (seconds since the first event) and the running sums. The profiler
     records the events of PyTorch's CPU allocator only, so use it on CPU tensors.
+
+    Examples:
+        >>> def two_buffers():
+        ...     a = torch.ones(1000)  # 4,000 bytes
+        ...     b = torch.ones(2000)  # 8,000 more while a is alive
+        ...     del a
+        ...     return b
+        >>> allocation_timeline(two_buffers)[1]
+        [4000, 12000, 8000]
     """
     from torch.profiler import ProfilerActivity, profile
 
@@ -79,6 +88,10 @@ def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int
 
     Whatever ``fn`` returns counts (it is alive when the call ends); memory freed
     before the call, or allocated outside PyTorch, does not.
+
+    Examples:
+        >>> peak_bytes(lambda: torch.ones(1000) + torch.ones(1000))  # two inputs and the sum
+        12000
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -87,7 +100,12 @@ def peak_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int
 
 
 def memory_method(device: torch.device | str = "cpu") -> str:
-    """One sentence saying how :func:`peak_bytes` measured on ``device``."""
+    """One sentence saying how :func:`peak_bytes` measured on ``device``.
+
+    Examples:
+        >>> memory_method("cpu").split(":")[0]
+        'torch.profiler with profile_memory=True'
+    """
     if torch.device(device).type == "cuda":
         return ("torch.cuda.max_memory_allocated() after reset_peak_memory_stats(), minus "
                 "memory_allocated() before the call (outputs included)")

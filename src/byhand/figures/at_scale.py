@@ -48,10 +48,10 @@ def plot_scaling(
     fig, axes = plt.subplots(len(sweeps), 2, figsize=(7.0, 3.0 * len(sweeps) + 0.6),
                              squeeze=False, layout="constrained")
     for row, sweep in zip(axes, sweeps, strict=True):
-        x = list(sweep["x"])  # type: ignore[call-overload]
+        x = list(sweep["x"])
         for ax, key, scale, ylabel in ((row[0], "peak_bytes", MIB, "peak extra memory (MiB)"),
                                        (row[1], "seconds", 1.0, "time per call (s)")):
-            for name, values in sweep[key].items():  # type: ignore[attr-defined]
+            for name, values in sweep[key].items():
                 if len(values) != len(x):
                     raise ValueError(f"plot_scaling: {key}[{name!r}] must hold {len(x)} values; "
                                      f"got {len(values)}")
