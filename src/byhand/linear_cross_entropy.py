@@ -312,8 +312,8 @@ def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tens
     With :math:`T_n = \sum_k \tilde t_{nk}`, the loss is :math:`L_n = T_n
     \operatorname{lse}_n - \sum_k \tilde t_{nk} x_{nk}` and the logits' gradient
     :math:`G_{nj} = g_n(s_{nj} T_n - \tilde t_{nj})`: one pass over the blocks for
-    :math:`\operatorname{lse}_n`, :math:`T_n` and :math:`\sum_k \tilde t_{nk}(x_{nk} - r_n)`
-    (:math:`r_n`, the first block's maximum, keeps the subtraction at the scale of the
+    :math:`\operatorname{lse}_n`, :math:`T_n` and :math:`\sum_k \tilde t_{nk}(x_{nk} - \hat m_n)`
+    (:math:`\hat m_n`, the first block's maximum, keeps the subtraction at the scale of the
     loss), a second pass for :math:`G`.
     """
     a, t, opts = p.a[rows], p.t[rows], p.opts
@@ -323,8 +323,7 @@ def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tens
     if not opts.prob:
         y, keep = _target_indices(t, opts.ignore_index)
         index = (y, keep, _target_weight(y, keep, opts.weight, a.dtype))
-    assert opts.vocab_chunk_size is not None  # only called with vocabulary chunks
-    blocks = _spans(n_classes, opts.vocab_chunk_size)
+    blocks = _spans(n_classes, opts.vocab_chunk_size or n_classes)
 
     def block(cols: slice) -> tuple[Tensor, Tensor]:
         bias = None if p.b is None else p.b[cols]
@@ -335,15 +334,14 @@ def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tens
     r = a.new_zeros(n_rows, 1)
     tx = a.new_zeros(n_rows, dtype=p.acc)
     total = a.new_zeros(n_rows, dtype=p.acc)
-    ref: Tensor | None = None
-    for cols in blocks:
+    ref = m  # the first block's maximum, once it is known
+    for i, cols in enumerate(blocks):
         x, q = block(cols)
         m, r = logsumexp_update(m, r, x)
-        ref = m.clone() if ref is None else ref
+        ref = m if i == 0 else ref
         tx += (q * (x - ref)).sum(1)
         total += q.sum(1)
     lse = m + r.log()
-    assert ref is not None  # n_classes > vocab_chunk_size >= 1: there is a block
     per = total * (lse - ref).squeeze(1) - tx
     if g is not None:
         scale = total.to(a.dtype).unsqueeze(1)
