@@ -59,3 +59,14 @@ def test_chapter_follows_the_house_rules(path: Path) -> None:
     assert "## Exercises" in text
     assert "{exercise}" in text and "{solution-start}" in text and ":class: dropdown" in text
     assert "{cite}" in text
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_figure_cells_show_their_figure_once(path: Path) -> None:
+    """The inline backend shows a cell's figure; a Figure left as the cell's value would be
+    shown a second time, with a duplicate label. So a figure cell ends in ``plt.show()``
+    or in a line closed by ``;``."""
+    for cell in _cells(path):
+        if cell["cell_type"] == "code" and "figure" in cell["metadata"].get("mystnb", {}):
+            last = "".join(cell["source"]).rstrip().splitlines()[-1].strip()
+            assert last == "plt.show()" or last.endswith(";"), f"figure cell ends with {last!r}"
