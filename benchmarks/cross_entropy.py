@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 import byhand
-from byhand.device import describe_machine, synchronize
+from byhand.device import describe_machine
+from byhand.memory import memory_method, peak_bytes
 from byhand.timing import interleaved
 
 FULL_CASES = ((512, 10), (8192, 10), (2048, 32768))
@@ -72,56 +72,9 @@ def _make_case(
     return by_hand, autograd, leaf
 
 
-def _peak_bytes_cuda(fn: Callable[[], Pair], device: torch.device) -> int:
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    out = fn()
-    synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) - before
-    del out
-    return int(peak)
-
-
-def _peak_bytes_profiler(fn: Callable[[], Pair]) -> int:
-    """Peak of the running sum of the CPU allocator's (de)allocation events during ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out = fn()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    del out
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return int(peak)
-
-
 def _peak_bytes(fn: Callable[[], Pair], device: torch.device, reset: Callable[[], None]) -> int:
     reset()  # free the previous call's gradient outside the measured region
-    if device.type == "cuda":
-        return _peak_bytes_cuda(fn, device)
-    return _peak_bytes_profiler(fn)
-
-
-def memory_method(device: torch.device) -> str:
-    if device.type == "cuda":
-        return (
-            "torch.cuda.max_memory_allocated() after reset_peak_memory_stats(), minus "
-            "memory_allocated() before the call (outputs included)"
-        )
-    return (
-        "torch.profiler with profile_memory=True: peak of the running sum of the CPU "
-        "allocator's allocation and free events during one call, in time order "
-        "(outputs included)"
-    )
+    return peak_bytes(fn, device)
 
 
 def run_case(
