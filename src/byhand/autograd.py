@@ -48,6 +48,14 @@ def _no_target_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
             )
 
 
+
+def _save_inputs(ctx: Any, inputs: tuple[Any, ...]) -> None:
+    """Keep ``input``, ``target`` and ``weight`` for the backward and forward modes, and the options."""
+    input, target, weight, *options = inputs
+    ctx.save_for_backward(input, target, weight)
+    ctx.save_for_forward(input, target, weight)
+    ctx.options = tuple(options)
+
 class CrossEntropy(torch.autograd.Function):
     """``F.cross_entropy`` with the hand-derived backward of :func:`byhand.losses.cross_entropy_backward`.
 
@@ -72,10 +80,7 @@ class CrossEntropy(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
-        input, target, weight, *options = inputs
-        ctx.save_for_backward(input, target, weight)
-        ctx.save_for_forward(input, target, weight)
-        ctx.options = tuple(options)
+        _save_inputs(ctx, inputs)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
@@ -124,10 +129,7 @@ class NLLLoss(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
-        input, target, weight, *options = inputs
-        ctx.save_for_backward(input, target, weight)
-        ctx.save_for_forward(input, target, weight)
-        ctx.options = tuple(options)
+        _save_inputs(ctx, inputs)
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
