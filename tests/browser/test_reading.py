@@ -26,17 +26,21 @@ MAX_WIDE_EQUATIONS_ON_A_PHONE = 5
 # Everything a page should show, gathered in one pass per page and size.
 _SURVEY_JS = """
 () => {
-  // Open every collapsed solution and toggled block, so hidden equations are measured too.
-  document.querySelectorAll('details').forEach(d => { d.open = true; });
-  document.querySelectorAll('.toggle-hidden')
-    .forEach(el => el.classList.remove('toggle-hidden'));
   const main = document.querySelector('main') || document.body;
   const visible = el => {
     const r = el.getBoundingClientRect();
     const s = getComputedStyle(el);
     return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
   };
-  const h1 = main.querySelector('h1');
+  // The code a reader sees before opening anything (hide-input cells stay collapsed).
+  const code = Array.from(main.querySelectorAll('div.cell_input, div.highlight'))
+    .filter(visible).map(el => el.innerText);
+  // Then open every collapsed solution and toggled block, so hidden equations count too.
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('.toggle-hidden')
+    .forEach(el => el.classList.remove('toggle-hidden'));
+  // The article's own title (the print-only copy above it has no number).
+  const h1 = main.querySelector('article.bd-article h1') || main.querySelector('h1');
   const images = Array.from(main.querySelectorAll('.cell_output img, figure img'));
   const figures = images.map(img => {
     const figure = img.closest('figure');
@@ -49,8 +53,6 @@ _SURVEY_JS = """
     id: el.id || (el.innerText || '').slice(0, 60),
     overflow: el.scrollWidth - el.clientWidth,
   }));
-  const code = Array.from(main.querySelectorAll('div.cell_input, div.highlight'))
-    .filter(visible).map(el => el.innerText);
   const stderr = Array.from(main.querySelectorAll('.output.stderr, .stderr')).filter(visible).length;
   const pasted = Array.from(main.querySelectorAll('span.pasted-text')).map(el => [
     getComputedStyle(el).fontWeight, getComputedStyle(el.parentElement).fontWeight]);
