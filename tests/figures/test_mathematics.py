@@ -121,3 +121,17 @@ def test_plot_log_softmax_error_clamps_and_marks_failures():
         assert fig.get_figwidth() <= 7 and low.get_position().y0 > top.get_position().y0
     finally:
         plt.close(fig)
+
+
+def test_phone_legible_raises_small_text_and_ticks_only() -> None:
+    import matplotlib.pyplot as plt
+
+    from byhand.figures.style import PHONE_MIN_POINTS, phone_legible
+
+    fig, ax = plt.subplots()
+    small = ax.set_title("small", fontsize=8)
+    large = ax.set_xlabel("large", fontsize=16)
+    assert phone_legible(fig) is fig
+    assert small.get_fontsize() == PHONE_MIN_POINTS and large.get_fontsize() == 16
+    assert ax.xaxis.get_major_ticks()[0].label1.get_fontsize() == PHONE_MIN_POINTS
+    plt.close(fig)

@@ -9,6 +9,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .style import phone_legible
+
 __all__ = [
     "plot_allocation_timelines",
     "plot_parallel_efficiency",
@@ -45,7 +47,7 @@ def plot_scaling(
     if not sweeps:
         raise ValueError("plot_scaling: sweeps must hold at least one sweep; got none")
     names = legend_names or {}
-    fig, axes = plt.subplots(len(sweeps), 2, figsize=(7.0, 3.0 * len(sweeps) + 0.6),
+    fig, axes = plt.subplots(len(sweeps), 2, figsize=(5.6, 3.0 * len(sweeps) + 0.6),
                              squeeze=False, layout="constrained")
     for row, sweep in zip(axes, sweeps, strict=True):
         x = list(sweep["x"])
@@ -66,7 +68,7 @@ def plot_scaling(
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
                frameon=False)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_allocation_timelines(
@@ -82,7 +84,7 @@ def plot_allocation_timelines(
     """
     if not timelines:
         raise ValueError("plot_allocation_timelines: timelines must hold at least one call")
-    fig, ax = plt.subplots(figsize=(7.0, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
     for name, (seconds, held) in timelines.items():
         end = max(seconds[-1], 1e-12) if seconds else 1.0
         ax.step([t / end for t in seconds], [h / MIB for h in held], where="post",
@@ -95,7 +97,7 @@ def plot_allocation_timelines(
     ax.set_ylabel("memory held (MiB)")
     ax.set_title("What the allocator holds during one forward + backward")
     fig.legend(loc="outside upper center", ncol=min(3, len(timelines)), frameon=False)
-    return fig
+    return phone_legible(fig)
 
 
 # ------------------------------------------------------------------------- chapter 11
@@ -123,7 +125,7 @@ def plot_step_for_step(drift: Mapping[str, Tensor]) -> Figure:
     ax.set_xlabel("SGD step")
     ax.set_ylabel(r"$\max_k\,|\theta^{(2)}_k - \theta^{(1)}_k|$")
     ax.legend(loc="center right")  # between the curves, which lie far apart
-    return fig
+    return phone_legible(fig)
 
 
 def plot_parallel_efficiency(rows: Tensor, efficiency: Mapping[str, Tensor]) -> Figure:
@@ -147,4 +149,4 @@ def plot_parallel_efficiency(rows: Tensor, efficiency: Mapping[str, Tensor]) -> 
     ax.set_xlabel("rows per process and step, $b$")
     ax.set_ylabel("efficiency $T_c / (T_c + T_{ar})$")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
-    return fig
+    return phone_legible(fig)

@@ -5,27 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
-from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-#: The smallest type, in points, of the figures of chapters 6-8. They are at most 5.6 in
-#: wide, so a 360 px phone shows them at about two thirds of their size: 12 pt becomes
-#: about 10 px there.
-PHONE_MIN_POINTS = 12.0
-
-
-def phone_legible(fig: Figure, minimum: float = PHONE_MIN_POINTS) -> Figure:
-    """Raise every text of ``fig`` smaller than ``minimum`` points to it; return ``fig``.
-
-    Tick labels, which matplotlib redraws from the axes' settings, are set to ``minimum``.
-    """
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < minimum:
-            text.set_fontsize(minimum)
-    for ax in fig.axes:
-        ax.tick_params(labelsize=minimum)
-    return fig
+from .style import phone_legible
 
 
 def _ce_grouped_bars(ax: plt.Axes, series: dict[str, Tensor], colors: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from byhand.figures.backward import phone_legible
+from .style import phone_legible
 
 
 def plot_relu_subgradients(derivative_at_zero: dict[str, float], limit: float = 2.0) -> Figure:
@@ -200,7 +200,7 @@ def plot_history(history, target: float | None = None, reference_error: float | 
     at that accuracy; ``reference_error`` another at ``1 - reference_error`` (a
     published result to compare with). Legends sit below each panel, off the data.
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(6.4, 8.0), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(5.6, 8.0), constrained_layout=True)
     epochs = list(range(1, history.epochs + 1))
     steps = len(history.step_loss)
     if steps:
@@ -232,7 +232,7 @@ def plot_history(history, target: float | None = None, reference_error: float | 
     _legend_below(ax_acc)
     if title:
         fig.suptitle(title)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
@@ -260,7 +260,7 @@ def plot_confusion(matrix: Tensor, classes: tuple[str, ...] | list[str],
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_step_differences(differences: dict[str, list[float] | Tensor],
@@ -271,7 +271,7 @@ def plot_step_differences(differences: dict[str, list[float] | Tensor],
     scale cannot show an exact 0, so those steps have no dot; the legend (below the
     axes) counts them.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5.6, 5.6), constrained_layout=True)
     for label, values in differences.items():
         series = torch.as_tensor(values, dtype=torch.float64).cpu()
         steps = torch.arange(1, len(series) + 1)
@@ -288,7 +288,7 @@ def plot_step_differences(differences: dict[str, list[float] | Tensor],
     ax.set_ylabel("max |manual - autograd|")
     ax.set_title(title)
     _legend_below(ax)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Training loss",
@@ -301,7 +301,7 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
     """
     from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(6.4, 6.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5.6, 6.4), constrained_layout=True)
     top = blended_transform_factory(ax.transData, ax.transAxes)
     row = 0
     for label, values in curves.items():
@@ -326,7 +326,7 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
     ax.set_ylabel("minibatch cross-entropy")
     ax.set_title(title)
     _legend_below(ax)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_time_to_accuracy(histories: dict[str, object], target: float) -> Figure:
@@ -339,7 +339,7 @@ def plot_time_to_accuracy(histories: dict[str, object], target: float) -> Figure
     a dashed line. Runs of the same schedule share a colour; the autograd twin is
     dashed with hollow markers. Legend below, off the data.
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(6.4, 8.2), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(5.6, 8.2), constrained_layout=True)
     colours = {}
     for name, history in histories.items():
         schedule = name.split(",")[0]
@@ -362,4 +362,4 @@ def plot_time_to_accuracy(histories: dict[str, object], target: float) -> Figure
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_title(f"Time to {100 * target:.0f}% validation accuracy (dotted)")
     _legend_below(ax_acc)
-    return fig
+    return phone_legible(fig)
