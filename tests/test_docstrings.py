@@ -14,10 +14,9 @@ import inspect
 
 import pytest
 
-# train and mnist join this list once their docstrings carry examples.
 MODULES = ["byhand"] + [f"byhand.{name}" for name in (
     "softmax", "losses", "autograd", "check", "symbolic", "layers", "data", "device", "errors",
-    "distributed", "linear_cross_entropy", "memory")]
+    "distributed", "linear_cross_entropy", "memory", "train", "mnist")]
 
 
 def _public(module_name: str) -> list[tuple[str, object]]:

@@ -77,7 +77,15 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line, with every default shown in ``--help``."""
+    """The command line, with every default shown in ``--help``.
+
+    Examples:
+        >>> args = build_parser().parse_args([])
+        >>> args.epochs, args.hidden, args.batch_size, args.lr, args.seed, args.device
+        (8, [800], 128, 0.3, 0, 'auto')
+        >>> build_parser().parse_args(["--hidden", "512", "256", "--limit", "600"]).hidden
+        [512, 256]
+    """
     parser = argparse.ArgumentParser(
         prog="python -m byhand.mnist",
         description="Train a multilayer perceptron on MNIST (or Fashion-MNIST) with a "
@@ -112,7 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Load the data, train, and return the JSON-ready results."""
+    """Load the data, train, and return the JSON-ready results.
+
+    ``args`` comes from :func:`build_parser`; ``--limit`` makes a quick run on the
+    first images of each file (the data are read, or downloaded, first).
+
+    Examples:
+        >>> args = build_parser().parse_args(["--limit", "600", "--epochs", "1"])
+        >>> args.limit, args.epochs, args.dataset, args.data, args.processes
+        (600, 1, 'mnist', None, None)
+    """
     device = pick_device(args.device)
     dataset = DATASETS[args.dataset](root=args.data)
     tensors = prepare(dataset, device=device, limit=args.limit)
@@ -165,6 +182,14 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
     Spawns the workers on 127.0.0.1, or, under torchrun, is one of them; other ranks
     than 0 return ``None``. A worker that fails, dies or hangs ends the run with a
     :class:`~byhand.distributed.WorkerError` naming it.
+
+    Examples:
+        >>> build_parser().parse_args(["--processes", "2"]).processes
+        2
+        >>> build_parser().parse_args(["--processes", "0"])  # refused before any process starts
+        Traceback (most recent call last):
+            ...
+        SystemExit: 2
     """
     device = pick_device(args.device)
     backend = distributed.backend_for(device)
@@ -210,7 +235,17 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, train, print one JSON line; return the exit status."""
+    """Parse ``argv``, train, print one JSON line; return the exit status.
+
+    A bad command line ends with status 2 and a message on stderr, before any data
+    are read.
+
+    Examples:
+        >>> main(["--lr", "nan"])
+        Traceback (most recent call last):
+            ...
+        SystemExit: 2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -108,6 +108,11 @@ class Tensors(NamedTuple):
 
     ``train`` rows are trained on, ``valid`` rows choose hyperparameters and when to
     stop, ``test`` rows are evaluated once at the end.
+
+    Examples:
+        >>> t = Tensors(*[torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64)] * 3)
+        >>> t.x_valid.shape, t.y_test.dtype
+        (torch.Size([2, 3]), torch.int64)
     """
 
     x_train: Tensor
@@ -128,6 +133,15 @@ def normalisation(images: Tensor) -> tuple[float, float]:
 
     computed from exact integer sums of :math:`p` and :math:`p^2`, so the result
     does not depend on the device or on the order of a floating-point reduction.
+
+    Examples:
+        >>> mean, std = normalisation(torch.tensor([[0, 255], [255, 0]], dtype=torch.uint8))
+        >>> mean, round(std, 4)
+        (0.5, 0.5774)
+        >>> normalisation(torch.zeros(2))
+        Traceback (most recent call last):
+            ...
+        TypeError: normalisation: images must be uint8; got dtype torch.float32
     """
     if images.dtype != torch.uint8:
         raise TypeError(f"normalisation: images must be uint8; got dtype {images.dtype}")
@@ -160,6 +174,12 @@ def split_indices(
     defaults this gives 50,000 and 10,000 rows, the sizes of the split that fastai's
     course (and the forum thread that asks about it) use; theirs takes the last 10,000
     images in file order, ours draws them at random with a fixed seed.
+
+    Examples:
+        >>> split_indices(6, fraction=1 / 3)
+        (tensor([0, 1, 3, 4]), tensor([2, 5]))
+        >>> [len(rows) for rows in split_indices(60_000)]
+        [50000, 10000]
     """
     if not 0 < fraction < 1:
         raise ValueError(f"split_indices: fraction must be between 0 and 1; got {fraction}")
@@ -191,6 +211,18 @@ def prepare(
     ``limit`` keeps the first ``limit`` images of each file (a quick run) before the
     split. The ``uint8`` images travel to the device and are converted there, which
     moves a quarter of the bytes of a float32 copy.
+
+    Examples:
+        >>> from byhand.data import Dataset
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> images = torch.randint(0, 256, (12, 2, 2), generator=gen, dtype=torch.uint8)
+        >>> labels = torch.arange(12) % 3
+        >>> tiny = Dataset("tiny", images, labels, images[:4], labels[:4], ("a", "b", "c"))
+        >>> data = prepare(tiny)
+        >>> data.x_train.shape, data.x_valid.shape, data.x_test.shape, data.y_train.dtype
+        (torch.Size([10, 4]), torch.Size([2, 4]), torch.Size([4, 4]), torch.int64)
+        >>> round(float(data.x_train.mean()), 4), round(float(data.x_train.std()), 4)
+        (0.0, 1.0)
     """
     if limit is not None and limit < 1:
         raise ValueError(f"prepare: limit must be a positive number of images; got {limit}")
@@ -218,6 +250,10 @@ def batch_indices(
     (a CPU generator, so the same seed gives the same batches on every device) and
     moved to the device once; the last batch holds the remaining ``n % batch_size``
     rows when ``batch_size`` does not divide ``n``.
+
+    Examples:
+        >>> list(batch_indices(5, 2, torch.Generator().manual_seed(0)))
+        [tensor([4, 0]), tensor([1, 3]), tensor([2])]
     """
     if batch_size < 1:
         raise ValueError(f"batch_indices: batch_size must be positive; got {batch_size}")
@@ -242,6 +278,17 @@ def mlp(
     :class:`torch.nn.Linear` draws them (from ``generator``, or a generator seeded
     with ``seed``, or the global one) and then moved to ``device``, so a seed gives
     the same network on every device.
+
+    Examples:
+        >>> net = mlp([4, 3, 2], seed=0)
+        >>> net
+        Sequential(
+          Linear(in_features=4, out_features=3, bias=True),
+          ReLU(),
+          Linear(in_features=3, out_features=2, bias=True)
+        )
+        >>> torch.equal(net.layers[0].weight, mlp([4, 3, 2], seed=0).layers[0].weight)
+        True
     """
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ValueError(f"mlp: sizes must be two or more positive widths; got {list(sizes)}")
@@ -258,7 +305,21 @@ def mlp(
 
 
 def torch_mlp(model: Sequential) -> torch.nn.Sequential:
-    """The autograd twin of ``model``: ``nn.Linear``/``nn.ReLU`` holding copies of its weights."""
+    """The autograd twin of ``model``: ``nn.Linear``/``nn.ReLU`` holding copies of its weights.
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> net = torch_mlp(model)
+        >>> net
+        Sequential(
+          (0): Linear(in_features=4, out_features=3, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=3, out_features=2, bias=True)
+        )
+        >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(net(x), model(x))
+        True
+    """
     modules: list[torch.nn.Module] = []
     for layer in model.layers:
         if isinstance(layer, Linear):
@@ -289,6 +350,14 @@ def backward(model: Layer, grad_output: Tensor) -> None:
     (:meth:`~byhand.layers.Linear.parameter_backward`), which saves the largest matrix
     product of the backward pass; autograd skips it too, since the images do not
     require a gradient.
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+        >>> loss, grad_logits = cross_entropy_forward_backward(model(x), torch.tensor([0, 1, 0, 1, 1]))
+        >>> backward(model, grad_logits)
+        >>> [tuple(grad.shape) for _, grad in model.parameters()]
+        [(3, 4), (3,), (2, 3), (2,)]
     """
     if not isinstance(model, Sequential) or not model.layers:
         model.backward(grad_output)
@@ -307,6 +376,19 @@ def sgd_step(model: Layer, lr: float) -> None:
 
     Computed as ``theta.add_(grad, alpha=-lr)``, the same arithmetic as
     :class:`torch.optim.SGD` without momentum or weight decay.
+
+    Examples:
+        >>> from byhand.layers import Linear
+        >>> layer = Linear.from_tensors(torch.tensor([[1.0, 2.0]]), torch.tensor([0.0]))
+        >>> _ = layer(torch.tensor([[1.0, -1.0]]))
+        >>> _ = layer.backward(torch.ones(1, 1))
+        >>> sgd_step(layer, lr=0.5)
+        >>> layer.weight, layer.bias
+        (tensor([[0.5000, 2.5000]]), tensor([-0.5000]))
+        >>> sgd_step(Linear(2, 1), lr=0.5)
+        Traceback (most recent call last):
+            ...
+        RuntimeError: sgd_step: a parameter has no gradient; run a backward first
     """
     for param, grad in model.parameters():
         if grad is None:
@@ -323,6 +405,14 @@ def train_step(
     Returns the minibatch loss (before the update) as a 0-dimensional tensor on the
     device; reading it with ``float()`` waits for the device, so callers that do not
     need it at once keep it as a tensor.
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+        >>> losses = [round(float(train_step(model, x, y, lr=0.5)), 4) for _ in range(3)]
+        >>> losses
+        [0.7585, 0.7303, 0.7121]
     """
     logits = model.forward(x)
     loss, grad_logits = loss_fn(logits, y)
@@ -334,7 +424,18 @@ def train_step(
 def torch_step(
     net: torch.nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor
 ) -> Tensor:
-    """The same step under autograd: ``F.cross_entropy``, ``loss.backward()``, ``optimizer.step()``."""
+    """The same step under autograd: ``F.cross_entropy``, ``loss.backward()``, ``optimizer.step()``.
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> net = torch_mlp(model)
+        >>> x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1])
+        >>> ours = train_step(model, x, y, lr=0.5)
+        >>> theirs = torch_step(net, torch.optim.SGD(net.parameters(), lr=0.5), x, y)
+        >>> torch.allclose(ours, theirs), torch.allclose(net[0].weight, model.layers[0].weight)
+        (True, True)
+    """
     optimizer.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(net(x), y)
     loss.backward()
@@ -347,6 +448,13 @@ def torch_trainer(net: torch.nn.Module, lr: float) -> StepFn:
 
     ``fit(net, data, step=torch_trainer(net, lr))`` trains the autograd twin with the
     loop, batches and evaluation that train the hand-written network.
+
+    Examples:
+        >>> net = torch_mlp(mlp([4, 3, 2], seed=0))
+        >>> step = torch_trainer(net, lr=0.5)
+        >>> x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        >>> step(x, torch.tensor([0, 1, 0, 1, 1, 0, 0, 1]))
+        tensor(0.7585)
     """
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     return lambda x, y: torch_step(net, optimizer, x, y)
@@ -389,6 +497,14 @@ def train_epoch(
     stay on the device (one tensor of shape ``(steps,)``): the loop itself reads
     nothing back from the device. ``progress`` shows a bar over the minibatches; ``on_step`` is called
     after every step (:func:`fit` advances its own bar with it).
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+        >>> y = torch.arange(10) % 2
+        >>> losses = train_epoch(model, x, y, 4, 0.1, torch.Generator().manual_seed(0))
+        >>> losses.shape, losses
+        (torch.Size([3]), tensor([0.9379, 0.7557, 0.4785]))
     """
     if step is None:
         def step(xb: Tensor, yb: Tensor) -> Tensor:
@@ -412,6 +528,15 @@ def predict(model: Layer | torch.nn.Module, x: Tensor, batch_size: int = 10_000)
 
     ``model`` is a hand-written layer or a ``torch.nn.Module`` (run without recording
     a graph).
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+        >>> logits = predict(model, x, batch_size=2)
+        >>> logits.shape, torch.allclose(logits, model(x))
+        (torch.Size([5, 2]), True)
+        >>> predict(torch_mlp(model), x).requires_grad
+        False
     """
     with torch.no_grad():
         return torch.cat([model.forward(chunk) for chunk in x.split(batch_size)])
@@ -426,6 +551,13 @@ def evaluate(
 
        L = -\frac{1}{N}\sum_n \log s_{n y_n}, \qquad
        \text{accuracy} = \frac{1}{N}\sum_n \big[\arg\max_c z_{nc} = y_n\big].
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        >>> loss, accuracy = evaluate(model, x, torch.arange(8) % 2)
+        >>> round(loss, 4), accuracy
+        (0.7628, 0.5)
     """
     logits = predict(model, x, batch_size)
     loss = cross_entropy(logits, y, reduction="mean")
@@ -434,7 +566,14 @@ def evaluate(
 
 
 def confusion_matrix(predicted: Tensor, target: Tensor, n_classes: int = 10) -> Tensor:
-    """``M[t, p]``: how many rows of true class ``t`` were predicted as ``p`` (int64, on the CPU)."""
+    """``M[t, p]``: how many rows of true class ``t`` were predicted as ``p`` (int64, on the CPU).
+
+    Examples:
+        >>> confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), n_classes=3)
+        tensor([[1, 0, 0],
+                [0, 1, 0],
+                [0, 1, 1]])
+    """
     pairs = target.to("cpu", torch.int64) * n_classes + predicted.to("cpu", torch.int64)
     return torch.bincount(pairs, minlength=n_classes * n_classes).view(n_classes, n_classes)
 
@@ -449,6 +588,12 @@ class History:
     ``train_loss`` is the mean of the epoch's minibatch losses (each taken before its
     update); ``valid_loss`` and ``valid_accuracy`` are measured on the validation rows
     after the epoch; ``seconds`` is the epoch's training time, evaluation excluded.
+
+    Examples:
+        >>> h = History(train_loss=[0.9, 0.5], valid_loss=[0.8, 0.6],
+        ...             valid_accuracy=[0.7, 0.9], seconds=[1.5, 2.0])
+        >>> h.epochs, h.total_seconds, h.epochs_to(0.8), h.seconds_to(0.8), h.seconds_to(0.95)
+        (2, 3.5, 2, 3.5, None)
     """
 
     train_loss: list[float] = field(default_factory=list)
@@ -518,6 +663,19 @@ def fit(
     epoch, its mean training loss and the validation accuracy; None (the default)
     shows it only when stderr is a terminal, so notebooks and logs stay clean.
     Returns the :class:`History`.
+
+    Examples:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(16, 4, generator=gen)
+        >>> y = (x[:, 0] > 0).long()
+        >>> data = Tensors(x[:12], y[:12], x[12:], y[12:], x[12:], y[12:])
+        >>> history = fit(mlp([4, 8, 2], seed=0), data, epochs=3, batch_size=4, lr=0.5)
+        >>> history.epochs, len(history.step_loss), [round(a, 2) for a in history.train_loss]
+        (3, 9, [0.67, 0.49, 0.4])
+        >>> fit(mlp([4, 2], seed=0), data, epochs=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: fit: epochs must be positive; got 0
     """
     if epochs < 1:
         raise ValueError(f"fit: epochs must be positive; got {epochs}")
@@ -577,6 +735,12 @@ def step_timings(
     synchronisation) summaries (median, quartiles, IQR, minimum, in seconds per step);
     ``manual_over_autograd``, the ratio of the median throughputs (below 1: the
     hand-written step is faster); and the load average before and after.
+
+    Examples:
+        >>> t = step_timings((4, 3, 2), batch_size=2, rounds=1, min_run_time=0.001,
+        ...                  back_to_back=1)
+        >>> sorted(t["manual"]), t["manual_over_autograd"] > 0
+        (['latency', 'throughput'], True)
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
