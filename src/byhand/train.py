@@ -354,7 +354,8 @@ def backward(model: Layer, grad_output: Tensor) -> None:
     Examples:
         >>> model = mlp([4, 3, 2], seed=0)
         >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
-        >>> loss, grad_logits = cross_entropy_forward_backward(model(x), torch.tensor([0, 1, 0, 1, 1]))
+        >>> y = torch.tensor([0, 1, 0, 1, 1])
+        >>> loss, grad_logits = cross_entropy_forward_backward(model(x), y)
         >>> backward(model, grad_logits)
         >>> [tuple(grad.shape) for _, grad in model.parameters()]
         [(3, 4), (3,), (2, 3), (2,)]
