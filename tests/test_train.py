@@ -392,3 +392,9 @@ def test_train_epoch_progress_and_callback(capsys):
                 on_step=lambda: calls.append(1))
     assert len(calls) == 3
     assert "epoch" in capsys.readouterr().err
+
+
+def test_train_epoch_without_a_step_needs_a_byhand_layer() -> None:
+    x, y = torch.randn(8, 4), torch.arange(8) % 2
+    with pytest.raises(TypeError, match=r"train_epoch: model must be a byhand Layer .* got Linear"):
+        train_epoch(torch.nn.Linear(4, 2), x, y, 4, 0.1, torch.Generator().manual_seed(0))

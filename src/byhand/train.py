@@ -258,7 +258,7 @@ def batch_indices(
     if batch_size < 1:
         raise ValueError(f"batch_indices: batch_size must be positive; got {batch_size}")
     order = torch.randperm(n, generator=generator).to(device or "cpu")
-    yield from order.split(batch_size)
+    yield from order.split(batch_size)  # type: ignore[no-untyped-call]  # unannotated in torch
 
 
 # ----------------------------------------------------------------------------- model
@@ -439,7 +439,7 @@ def torch_step(
     """
     optimizer.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(net(x), y)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is unannotated in torch
     optimizer.step()
     return loss.detach()
 
@@ -480,7 +480,7 @@ def _progress_bar(total: int, desc: str) -> Any:
 
 
 def train_epoch(
-    model: Layer,
+    model: Layer | torch.nn.Module,
     x: Tensor,
     y: Tensor,
     batch_size: int,
@@ -508,8 +508,14 @@ def train_epoch(
         (torch.Size([3]), tensor([0.9379, 0.7557, 0.4785]))
     """
     if step is None:
+        if not isinstance(model, Layer):
+            raise TypeError("train_epoch: model must be a byhand Layer when no step is given "
+                            f"(a torch module trains through step=torch_trainer(...)); "
+                            f"got {type(model).__name__}")
+        layers = model
+
         def step(xb: Tensor, yb: Tensor) -> Tensor:
-            return train_step(model, xb, yb, lr, loss_fn)
+            return train_step(layers, xb, yb, lr, loss_fn)
     steps = math.ceil(x.shape[0] / batch_size)
     losses = torch.empty(steps, dtype=x.dtype, device=x.device)
     bar = _progress_bar(steps, "epoch") if progress else None
@@ -540,7 +546,8 @@ def predict(model: Layer | torch.nn.Module, x: Tensor, batch_size: int = 10_000)
         False
     """
     with torch.no_grad():
-        return torch.cat([model.forward(chunk) for chunk in x.split(batch_size)])
+        chunks = x.split(batch_size)  # type: ignore[no-untyped-call]  # unannotated in torch
+        return torch.cat([model.forward(chunk) for chunk in chunks])
 
 
 def evaluate(
@@ -628,7 +635,7 @@ class History:
 
 
 def _timed_epoch(
-    model: Layer, data: Tensors, batch_size: int, lr: float, generator: torch.Generator,
+    model: Layer | torch.nn.Module, data: Tensors, batch_size: int, lr: float, generator: torch.Generator,
     loss_fn: LossFn, on_step: Callable[[], object] | None, step: StepFn | None,
 ) -> tuple[Tensor, float]:
     """Run :func:`train_epoch`; return its step losses and its wall-clock seconds."""
