@@ -176,12 +176,13 @@ def plot_online_trace(row: Tensor, trace: Tensor, block: int) -> Figure:
         ax.hlines(m, lo - 0.5, hi - 0.5, color="tab:blue", linewidth=2.5,
                   label="running max $m$" if b == 0 else None)
         ax.text((lo + hi - 1) / 2, m + 0.3, f"r = {r:.2f}", ha="center", va="bottom",
-                color="tab:blue", fontsize=12)
+                color="tab:blue", fontsize=12,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
         if b:
             ax.axvline(lo - 0.5, color="0.4", linestyle=":", linewidth=1)
     top = float(max(row.max(), trace[:, 0].max()))
     ax.set_ylim(float(row.min()) - 0.5, top + 1.6)
     ax.set_xlabel("class $j$")
     ax.set_ylabel("logit")
-    ax.legend(loc="lower left", frameon=False)
+    ax.legend(loc="upper left", frameon=False)
     return phone_legible(fig)
