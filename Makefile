@@ -77,18 +77,20 @@ dist: venv
 test: lint unit nbval book-strict browser wheel dist
 
 # On a CUDA machine, in under five minutes: the unit tests that need CUDA (by convention
-# their names contain "cuda"; they skip elsewhere), chapter 9 under nbval, and the
-# train-step, cross-entropy and time-to-accuracy benchmarks, each JSON line in $(GPU_CHECK).
+# their names contain "cuda"; they skip elsewhere), chapters 9 and 12 under nbval, and the
+# train-step, cross-entropy, time-to-accuracy and Triton-kernel benchmarks, each JSON line
+# in $(GPU_CHECK).
 GPU_CHECK ?= _build/gpu-check
 gpu-check: venv data
 	$(BIN)/python -c 'import torch, sys; torch.cuda.is_available() or sys.exit("gpu-check: no CUDA device is visible to torch")'
 	mkdir -p $(GPU_CHECK)
 	$(BIN)/python -c 'import json, byhand.device as d; print(json.dumps(d.describe_machine("cuda")))' > $(GPU_CHECK)/machine.json
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -k cuda -rs --ignore=tests/browser --ignore=tests/packaging --junitxml=$(GPU_CHECK)/cuda-tests.xml
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters/09_mnist_from_scratch.ipynb
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters/09_mnist_from_scratch.ipynb chapters/12_cross_entropy_kernel.ipynb
 	$(BIN)/python benchmarks/train_step.py --device cuda > $(GPU_CHECK)/train_step.json
 	$(BIN)/python benchmarks/cross_entropy.py --device cuda > $(GPU_CHECK)/cross_entropy.json
 	$(BIN)/python benchmarks/time_to_accuracy.py --device cuda > $(GPU_CHECK)/time_to_accuracy.json
+	$(BIN)/python benchmarks/kernel_cross_entropy.py > $(GPU_CHECK)/kernel_cross_entropy.json
 	cat $(GPU_CHECK)/*.json
 
 bootstrap-cells: venv

@@ -1,5 +1,7 @@
 """Shared test configuration: deterministic hypothesis runs, seeded torch, Agg backend."""
 
+import os
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
@@ -7,6 +9,12 @@ import torch
 from hypothesis import settings
 
 matplotlib.use("Agg")
+
+# byhand.kernels runs its Triton kernel on CPU tensors only in Triton's interpreter, which
+# must be switched on before anything imports triton (torch._dynamo does, for one). Without
+# CUDA, switch it on here, before any test module is imported; with CUDA the kernels compile.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 settings.register_profile("book", derandomize=True, deadline=None, max_examples=150,
                           print_blob=True)

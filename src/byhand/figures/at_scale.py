@@ -1,7 +1,8 @@
-"""Figures of the part "At scale" (chapters 10 and 11): one function per figure."""
+"""Figures of the part "At scale" (chapters 10 to 12): one function per figure."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -13,6 +14,7 @@ from .style import phone_legible
 
 __all__ = [
     "plot_allocation_timelines",
+    "plot_online_trace",
     "plot_parallel_efficiency",
     "plot_scaling",
     "plot_step_for_step",
@@ -149,4 +151,38 @@ def plot_parallel_efficiency(rows: Tensor, efficiency: Mapping[str, Tensor]) -> 
     ax.set_xlabel("rows per process and step, $b$")
     ax.set_ylabel("efficiency $T_c / (T_c + T_{ar})$")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    return phone_legible(fig)
+
+
+# ------------------------------------------------------------------------- chapter 12
+
+
+def plot_online_trace(row: Tensor, trace: Tensor, block: int) -> Figure:
+    r"""One row of logits and the kernel's running maximum after each block of its first sweep.
+
+    ``row`` holds the :math:`C` logits of one row, ``trace`` the kernel's :math:`(m, r)`
+    after each block, shape ``(number of blocks, 2)``. Bars are the logits, dotted lines the
+    block boundaries, the step line the running maximum :math:`m`; each block is labelled
+    with the running sum :math:`r` after it.
+    """
+    if trace.dim() != 2 or trace.shape[1] != 2:
+        raise ValueError(f"plot_online_trace: trace must have shape (blocks, 2); got {tuple(trace.shape)}")
+    c = row.numel()
+    fig, ax = plt.subplots(figsize=(5.6, 3.4), constrained_layout=True)
+    ax.bar(range(c), row.float().numpy(), color="0.75", width=0.8, label="logit $x_j$")
+    edges = [min(b * block, c) for b in range(len(trace) + 1)]
+    for b, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        m, r = (float(v) for v in trace[b])
+        ax.hlines(m, lo - 0.5, hi - 0.5, color="tab:blue", linewidth=2.5,
+                  label="running max $m$" if b == 0 else None)
+        ax.text((lo + hi - 1) / 2, m + 0.3, f"r = {r:.2f}", ha="center", va="bottom",
+                color="tab:blue", fontsize=12,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+        if b:
+            ax.axvline(lo - 0.5, color="0.4", linestyle=":", linewidth=1)
+    top = float(max(row.max(), trace[:, 0].max()))
+    ax.set_ylim(float(row.min()) - 0.5, top + 1.6)
+    ax.set_xlabel("class $j$")
+    ax.set_ylabel("logit")
+    ax.legend(loc="upper left", frameon=False)
     return phone_legible(fig)
