@@ -306,13 +306,13 @@ def train_epoch(
     """
     step = _default_step(model, lr, loss_fn) if step is None else step
     steps = math.ceil(x.shape[0] / batch_size)
-    bar = Progress(steps, "epoch") if progress and on_step is None else None
-    on_step = bar if bar is not None else on_step
+    bar = Progress(steps, "epoch") if progress else None
+    callbacks = [f for f in (bar, on_step) if f is not None]
     losses = torch.empty(steps, dtype=x.dtype, device=x.device)
     for i, idx in enumerate(batch_indices(x.shape[0], batch_size, generator, x.device)):
         losses[i] = step(x[idx], y[idx])
-        if on_step is not None:
-            on_step()
+        for callback in callbacks:
+            callback()
     if bar is not None:
         bar.close()
     return losses
