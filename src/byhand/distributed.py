@@ -198,6 +198,7 @@ def flat_gradients(model: Layer) -> Tensor:
     """Every parameter gradient of ``model``, flattened into one vector (in parameter order).
 
     Examples:
+        >>> from byhand.layers import mlp
         >>> model = mlp([3, 2], seed=0)
         >>> flat_gradients(model)
         Traceback (most recent call last):
@@ -228,6 +229,7 @@ def all_reduce_gradients(model: Layer, group: Any = None) -> None:
     averaged. One ``all_reduce`` of one contiguous vector instead of one per tensor.
 
     Examples:
+        >>> from byhand.layers import mlp
         >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
         >>> model = mlp([3, 2], seed=0); _ = model.forward(torch.ones(1, 3))
         >>> _ = model.backward(torch.ones(1, 2))
@@ -248,6 +250,7 @@ def flat_parameters(model: Layer) -> Tensor:
     """Every parameter of ``model``, flattened into one new vector (in parameter order).
 
     Examples:
+        >>> from byhand.layers import mlp
         >>> model = mlp([3, 2], seed=0)
         >>> flat_parameters(model).shape, sum(param.numel() for param, _ in model.parameters())
         (torch.Size([8]), 8)
