@@ -113,7 +113,12 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, obje
 
 
 def load_average() -> float | None:
-    """The 1-minute load average of the machine, or None where the OS does not report it."""
+    """The 1-minute load average of the machine, or None where the OS does not report it.
+
+    Examples:
+        >>> load_average() is None or load_average() >= 0
+        True
+    """
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
