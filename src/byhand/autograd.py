@@ -32,21 +32,9 @@ import torch
 from torch import Tensor
 
 from . import losses
-from .losses import Reduction
+from .cross_entropy_core import Reduction, no_target_grad
 
 __all__ = ["CrossEntropy", "NLLLoss", "NLLLossBackward", "cross_entropy", "nll_loss"]
-
-
-def _no_target_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
-    if not torch.is_grad_enabled():
-        return
-    for name, t in (("target", target), ("weight", weight)):
-        if t is not None and t.requires_grad:
-            raise ValueError(
-                f"byhand.{fn}: gradients flow to input only; got a {name} that requires grad "
-                f"(use torch.nn.functional.{fn} to differentiate with respect to {name})"
-            )
-
 
 
 def _save_inputs(ctx: Any, inputs: tuple[Any, ...]) -> None:
@@ -55,6 +43,7 @@ def _save_inputs(ctx: Any, inputs: tuple[Any, ...]) -> None:
     ctx.save_for_backward(input, target, weight)
     ctx.save_for_forward(input, target, weight)
     ctx.options = tuple(options)
+
 
 class CrossEntropy(torch.autograd.Function):
     """``F.cross_entropy`` with the hand-derived backward of :func:`byhand.losses.cross_entropy_backward`.
@@ -181,10 +170,7 @@ class NLLLossBackward(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         """Save ``input``, ``target`` and ``weight`` for both modes, and the options."""
-        _, input, target, weight, *options = inputs
-        ctx.save_for_backward(input, target, weight)
-        ctx.save_for_forward(input, target, weight)
-        ctx.options = tuple(options)
+        _save_inputs(ctx, inputs[1:])
 
     @staticmethod
     def backward(ctx: Any, grad_grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -220,7 +206,7 @@ def cross_entropy(
         >>> torch.autograd.gradgradcheck(lambda z: cross_entropy(z, y), x.detach().double().requires_grad_())
         True
     """
-    _no_target_grad("cross_entropy", target, weight)
+    no_target_grad("cross_entropy", target, weight)
     loss: Tensor = CrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction, label_smoothing
     )
@@ -243,7 +229,7 @@ def nll_loss(
         tensor([[-0.5000,  0.0000,  0.0000],
                 [ 0.0000, -0.5000,  0.0000]])
     """
-    _no_target_grad("nll_loss", target, weight)
+    no_target_grad("nll_loss", target, weight)
     loss: Tensor = NLLLoss.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction
     )

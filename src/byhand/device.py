@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-__all__ = ["DeviceName", "cpu_model", "describe_machine", "pick_device", "synchronize"]
+__all__ = ["cpu_model", "describe_machine", "load_average", "pick_device", "synchronize"]
 
-DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 
 
 def _mps_available() -> bool:
@@ -110,11 +108,17 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, obje
         "platform": platform.platform(),
         "device": str(pick_device() if device is None else device),
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
-        "load_average": _load_average(),
+        "load_average": load_average(),
     }
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
+    """The 1-minute load average of the machine, or None where the OS does not report it.
+
+    Examples:
+        >>> load_average() is None or load_average() >= 0
+        True
+    """
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):

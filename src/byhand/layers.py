@@ -21,13 +21,14 @@ that is ``dW = gᵀ a``, ``db = g.sum(0)``, ``da = g W``. For :class:`ReLU`,
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["Layer", "Linear", "ReLU", "Sequential"]
+__all__ = ["Layer", "Linear", "ReLU", "Sequential", "mlp", "torch_mlp"]
 
 
 class Layer:
@@ -229,3 +230,80 @@ class Sequential(Layer):
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+
+# ---------------------------------------------------------------------- networks
+
+
+def mlp(
+    sizes: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Sequential:
+    """``Linear, ReLU, Linear, ..., Linear`` through the layer widths ``sizes``.
+
+    ``mlp([784, 800, 10])`` is a 784-800-10 network. Weights are drawn on the CPU as
+    :class:`torch.nn.Linear` draws them (from ``generator``, or a generator seeded
+    with ``seed``, or the global one) and then moved to ``device``, so a seed gives
+    the same network on every device.
+
+    Examples:
+        >>> net = mlp([4, 3, 2], seed=0)
+        >>> net
+        Sequential(
+          Linear(in_features=4, out_features=3, bias=True),
+          ReLU(),
+          Linear(in_features=3, out_features=2, bias=True)
+        )
+        >>> torch.equal(net.layers[0].weight, mlp([4, 3, 2], seed=0).layers[0].weight)
+        True
+    """
+    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+        raise ValueError(f"mlp: sizes must be two or more positive widths; got {list(sizes)}")
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    layers: list[Layer] = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        if i:
+            layers.append(ReLU())
+        cpu = Linear(int(fan_in), int(fan_out), dtype=dtype, generator=generator)
+        bias = None if cpu.bias is None else cpu.bias.to(device or "cpu")
+        layers.append(Linear.from_tensors(cpu.weight.to(device or "cpu"), bias))
+    return Sequential(*layers)
+
+
+def torch_mlp(model: Sequential) -> torch.nn.Sequential:
+    """The autograd twin of ``model``: ``nn.Linear``/``nn.ReLU`` holding copies of its weights.
+
+    Examples:
+        >>> model = mlp([4, 3, 2], seed=0)
+        >>> net = torch_mlp(model)
+        >>> net
+        Sequential(
+          (0): Linear(in_features=4, out_features=3, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=3, out_features=2, bias=True)
+        )
+        >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(net(x), model(x))
+        True
+    """
+    modules: list[torch.nn.Module] = []
+    for layer in model.layers:
+        if isinstance(layer, Linear):
+            out_f, in_f = layer.weight.shape
+            linear = torch.nn.Linear(in_f, out_f, bias=layer.bias is not None,
+                                     device=layer.weight.device, dtype=layer.weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(layer.weight)
+                if layer.bias is not None:
+                    linear.bias.copy_(layer.bias)
+            modules.append(linear)
+        elif isinstance(layer, ReLU):
+            modules.append(torch.nn.ReLU())
+        else:
+            raise TypeError(f"torch_mlp: only Linear and ReLU layers are supported; got {layer!r}")
+    return torch.nn.Sequential(*modules)

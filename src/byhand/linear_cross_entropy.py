@@ -39,34 +39,35 @@ result is rounded once to the input's dtype.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .autograd import _no_target_grad
-from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
-from .losses import (
+from .cross_entropy_core import (
+    CrossEntropyOptions,
     Reduction,
-    _ce_denominator,
-    _ce_grad,
-    _ce_per_sample,
-    _check_cross_entropy,
-    _prob_weights,
-    _reduce,
-    _result_dtype,
-    _softmax_parts,
-    _target_indices,
-    _target_weight,
-    _upstream,
+    denominator,
+    effective_target,
+    input_gradient,
+    loss_dtype,
+    no_target_grad,
+    per_sample_loss,
+    reduce,
+    require_scalar_reduction,
+    softmax_parts,
+    upstream,
+    validate,
 )
-from .softmax import opmath_dtype
+from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+from .softmax import logsumexp_update, online_logsumexp, opmath_dtype
 
 __all__ = [
     "LinearCrossEntropy",
+    "Needs",
     "default_chunk_size",
     "linear_cross_entropy",
     "linear_cross_entropy_backward",
@@ -77,76 +78,36 @@ __all__ = [
 
 _FN = "linear_cross_entropy"
 Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
-Needs = tuple[bool, bool, bool]
 
 
-# ------------------------------------------------------------------ online logsumexp
+class Needs(NamedTuple):
+    """Which gradients a backward computes: ``Needs(linear_weight=False)`` skips :math:`\\partial W`.
 
-
-def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Fold one block of a row into a running log-sum-exp, kept as :math:`(m, r)`.
-
-    The state means :math:`\operatorname{lse} = m + \log r` for the entries seen so
-    far, with :math:`m` their maximum and :math:`r = \sum_k e^{x_k - m}`. For a new
-    block :math:`B` along the last dimension,
-
-    .. math::
-
-       m' = \max\big(m, \max_{k \in B} x_k\big), \qquad
-       r' = r\, e^{m - m'} + \sum_{k \in B} e^{x_k - m'} .
-
-    Start from :math:`m = -\infty`, :math:`r = 0` (shape ``block.shape[:-1] + (1,)``).
-    Every exponent is :math:`\le 0`, so nothing overflows (Milakov & Gimelshein, 2018).
+    A plain ``(bool, bool, bool)`` tuple, in the order of the inputs, works too.
 
     Examples:
-        >>> x = torch.tensor([[1000.0, 1001.0, 999.0, 1002.0]])
-        >>> m, r = torch.tensor([[-math.inf]]), torch.zeros(1, 1)
-        >>> m, r = logsumexp_update(m, r, x[:, :2])
-        >>> m, r = logsumexp_update(m, r, x[:, 2:])
-        >>> m + r.log(), torch.logsumexp(x, 1, keepdim=True)
-        (tensor([[1002.4402]]), tensor([[1002.4402]]))
+        >>> Needs(linear_bias=False)
+        Needs(input=True, linear_weight=True, linear_bias=False)
     """
-    m_new = torch.maximum(m, block.amax(-1, keepdim=True))
-    safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-    r_new = r * (m - safe).exp() + (block - safe).exp().sum(-1, keepdim=True)
-    return m_new, r_new
+
+    input: bool = True
+    linear_weight: bool = True
+    linear_bias: bool = True
 
 
-def online_logsumexp(blocks: Iterable[Tensor]) -> Tensor:
-    r""":math:`\log\sum_k e^{x_k}` along the last dimension, one block of columns at a time.
-
-    Examples:
-        >>> x = torch.tensor([[0.5, 2.0, -1.0, 3.0, 0.0]])
-        >>> online_logsumexp([x[:, :2], x[:, 2:3], x[:, 3:]]), torch.logsumexp(x, 1)
-        (tensor([3.4174]), tensor([3.4174]))
-    """
-    state: tuple[Tensor, Tensor] | None = None
-    for block in blocks:
-        if state is None:
-            m = torch.full((*block.shape[:-1], 1), -math.inf, dtype=block.dtype,
-                           device=block.device)
-            state = (m, torch.zeros_like(m))
-        state = logsumexp_update(*state, block)
-    if state is None:
-        raise ValueError("online_logsumexp: blocks must hold at least one block; got none")
-    m, r = state
-    return (m + r.log()).squeeze(-1)
+ALL_GRADIENTS = Needs()
 
 
 # ----------------------------------------------------------------------------- checks
 
 
 @dataclass(frozen=True)
-class _Options:
-    """The validated options of one call, as the chunked core uses them."""
+class _Request:
+    """The loss's options and how the call splits its work: rows per chunk, classes per block."""
 
-    weight: Tensor | None
-    ignore_index: int
-    label_smoothing: float
-    prob: bool
-    reduction: str
-    chunk_size: int | None
-    vocab_chunk_size: int | None
+    options: CrossEntropyOptions
+    rows: int | None
+    vocab: int | None
 
 
 def _check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
@@ -175,30 +136,35 @@ def _check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | No
                                  f"got shape {tuple(linear_bias.shape)}")
 
 
-def _check(
-    input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-    weight: Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
-    chunk_size: int | None, vocab_chunk_size: int | None,
-) -> tuple[Tensor, _Options]:
-    """Validate every argument; return the logits' stand-in and the options.
+def _check(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
+           request: _Request) -> Tensor:
+    """Validate every argument; return the logits' stand-in.
 
     The stand-in has the logits' shape ``(N, V)`` (``(V,)`` unbatched) and the input's
-    dtype but a single element of storage (all strides 0), so the checks of
-    :mod:`byhand.losses` run on it without any logits being formed.
+    dtype but a single element of storage (all strides 0), so :func:`validate` runs
+    on it without any logits being formed.
     """
     _check_linear(input, linear_weight, linear_bias)
-    for name, size in (("chunk_size", chunk_size), ("vocab_chunk_size", vocab_chunk_size)):
+    for name, size in (("chunk_size", request.rows), ("vocab_chunk_size", request.vocab)):
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
     like = input.new_empty(()).expand(*input.shape[:-1], linear_weight.shape[0])
-    if like.shape == target.shape and ignore_index is not None:
+    validate(_FN, like, target, request.options)
+    return like
+
+
+def _request(target: Tensor, logits_shape: tuple[int, ...], settings: dict[str, Any]) -> _Request:
+    """The request of a call from its keyword ``settings`` (``weight``, ``reduction``, ...).
+
+    ``ignore_index`` None means -100, and is the only value allowed for probabilities.
+    """
+    ignore_index = settings["ignore_index"]
+    if target.shape == logits_shape and ignore_index is not None:
         raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
                                  f"targets; got ignore_index={ignore_index}")
-    ignore = -100 if ignore_index is None else ignore_index
-    prob = _check_cross_entropy(like, target, weight, ignore, reduction, label_smoothing,
-                                fn=_FN)
-    return like, _Options(weight, ignore, label_smoothing, prob, reduction, chunk_size,
-                          vocab_chunk_size)
+    options = CrossEntropyOptions(settings["weight"], -100 if ignore_index is None else ignore_index,
+                                  settings["label_smoothing"], settings["reduction"])
+    return _Request(options, settings["chunk_size"], settings["vocab_chunk_size"])
 
 
 def default_chunk_size(n_rows: int, in_features: int) -> int:
@@ -222,10 +188,10 @@ def _spans(total: int, size: int) -> list[slice]:
 
 
 @dataclass(frozen=True)
-class _Problem:
-    """A batched problem in the working precision (float32 for half inputs).
+class _Chunked:
+    """A batched call in the working precision (float32 for half inputs), ready to chunk.
 
-    ``acc`` is the dtype of the per-row losses: the working one, promoted with the
+    ``loss_dtype`` is the dtype of the per-row losses: the working one, promoted with the
     target's and weight's for probabilities, as in :func:`byhand.losses.cross_entropy`.
     """
 
@@ -233,8 +199,13 @@ class _Problem:
     w: Tensor
     b: Tensor | None
     t: Tensor
-    acc: torch.dtype
-    opts: _Options
+    loss_dtype: torch.dtype
+    request: _Request
+
+    @property
+    def options(self) -> CrossEntropyOptions:
+        """The loss's options."""
+        return self.request.options
 
 
 def _logits(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
@@ -262,51 +233,23 @@ def _pass_gradient(grad: Tensor, a: Tensor, w: Tensor, rows: slice, cols: slice,
         d_bias[cols] += grad.sum(0)
 
 
-_Index = tuple[Tensor, Tensor, Tensor]
+_RowsFn = Callable[[_Chunked, slice, "Tensor | None", Grads], Tensor]
 
 
-def _target_block(t: Tensor, index: _Index | None, opts: _Options, cols: slice,
-                  n_classes: int, like: Tensor) -> Tensor:
-    r"""Columns ``cols`` of the effective target :math:`\tilde t_{nj}`.
-
-    Class indices: :math:`\tilde t_{nj} = \mu_n\big[(1-\varepsilon) w_{y_n}\delta_{j y_n}
-    + \tfrac{\varepsilon}{C} w_j\big]`, given ``index`` = :math:`(y_n, \mu_n, \mu_n w_{y_n})`;
-    probabilities (``index`` None): :math:`\tilde t_{nj} = w_j t'_{nj}`.
-    """
-    eps = opts.label_smoothing
-    w = None if opts.weight is None else opts.weight[cols]
-    if index is None:
-        return _prob_weights(t[:, cols], w, eps, like, n_classes)
-    y, keep, wy = index
-    width = cols.stop - cols.start
-    q = like.new_zeros(like.shape[0], width)
-    if eps > 0:
-        q += (eps / n_classes) * keep.to(like.dtype).unsqueeze(1) * (
-            1.0 if w is None else w.to(like.dtype))
-    inside = keep & (y >= cols.start) & (y < cols.stop)
-    at = torch.where(inside, y - cols.start, torch.zeros_like(y)).unsqueeze(1)
-    return q.scatter_add_(1, at, torch.where(inside, (1 - eps) * wy, 0.0).unsqueeze(1))
-
-
-_RowsFn = Callable[[_Problem, slice, "Tensor | None", Grads], Tensor]
-
-
-def _rows_whole_vocab(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
-    """Loss (and gradients) of a chunk of rows, all classes at once, with byhand.losses."""
-    a, t, opts = p.a[rows], p.t[rows], p.opts
+def _rows_whole_vocab(p: _Chunked, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
+    """Loss (and gradients) of a chunk of rows, all classes at once, with the core's formulas."""
+    a, t = p.a[rows], p.t[rows]
     x = _logits(a, p.w, p.b)
-    shift, e, sums = _softmax_parts(x)
-    per = _ce_per_sample(x, shift, sums.log(), t, opts.weight, opts.ignore_index,
-                         opts.label_smoothing, opts.prob)
+    shift, e, sums = softmax_parts(x)
+    per = per_sample_loss(x, shift, sums.log(), t, p.options)
     del x, shift
     if g is not None:
-        grad = _ce_grad(e.div_(sums), g, t, opts.weight, opts.ignore_index,
-                        opts.label_smoothing, opts.prob, True)
+        grad = input_gradient(e.div_(sums), g, t, p.options, overwrite=True)
         _pass_gradient(grad, a, p.w, rows, slice(0, p.w.shape[0]), out, first=True)
     return per
 
 
-def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
+def _rows_online(p: _Chunked, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
     r"""Loss (and gradients) of a chunk of rows, the classes in blocks (online log-sum-exp).
 
     With :math:`T_n = \sum_k \tilde t_{nk}`, the loss is :math:`L_n = T_n
@@ -316,24 +259,20 @@ def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tens
     (:math:`\hat m_n`, the first block's maximum, keeps the subtraction at the scale of the
     loss), a second pass for :math:`G`.
     """
-    a, t, opts = p.a[rows], p.t[rows], p.opts
+    a, t = p.a[rows], p.t[rows]
     n_rows, n_classes = a.shape[0], p.w.shape[0]
     like = a.new_empty(()).expand(n_rows, n_classes)
-    index = None
-    if not opts.prob:
-        y, keep = _target_indices(t, opts.ignore_index)
-        index = (y, keep, _target_weight(y, keep, opts.weight, a.dtype))
-    blocks = _spans(n_classes, opts.vocab_chunk_size or n_classes)
+    blocks = _spans(n_classes, p.request.vocab or n_classes)
 
     def block(cols: slice) -> tuple[Tensor, Tensor]:
         bias = None if p.b is None else p.b[cols]
-        return _logits(a, p.w[cols], bias), _target_block(t, index, opts, cols, n_classes,
-                                                          like)
+        return (_logits(a, p.w[cols], bias),
+                effective_target(t, p.options, like, cols, n_classes))
 
     m = a.new_full((n_rows, 1), -math.inf)
     r = a.new_zeros(n_rows, 1)
-    tx = a.new_zeros(n_rows, dtype=p.acc)
-    total = a.new_zeros(n_rows, dtype=p.acc)
+    tx = a.new_zeros(n_rows, dtype=p.loss_dtype)
+    total = a.new_zeros(n_rows, dtype=p.loss_dtype)
     ref = m  # the first block's maximum, once it is known
     for i, cols in enumerate(blocks):
         x, q = block(cols)
@@ -352,42 +291,39 @@ def _rows_online(p: _Problem, rows: slice, g: Tensor | None, out: Grads) -> Tens
     return per
 
 
-def _run(p: _Problem, g: Tensor | None, needs: Needs) -> tuple[Tensor, Grads]:
-    """Per-row losses (dtype ``p.acc``) and, when ``g`` (one per row) is given, the
+def _run(p: _Chunked, g: Tensor | None, needs: Needs) -> tuple[Tensor, Grads]:
+    """Per-row losses (dtype ``p.loss_dtype``) and, when ``g`` (one per row) is given, the
     gradients, in the working precision."""
     n_rows, n_classes = p.a.shape[0], p.w.shape[0]
-    chunk = p.opts.chunk_size or default_chunk_size(n_rows, p.a.shape[1])
-    vocab = p.opts.vocab_chunk_size
+    chunk = p.request.rows or default_chunk_size(n_rows, p.a.shape[1])
+    vocab = p.request.vocab
     rows_fn: _RowsFn = (_rows_online if vocab is not None and vocab < n_classes
                         else _rows_whole_vocab)
-    with_grad = g is not None
+    wanted = Needs(*needs) if g is not None else Needs(False, False, False)
     out: Grads = (
-        p.a.new_empty(p.a.shape) if with_grad and needs[0] else None,
-        torch.zeros_like(p.w) if with_grad and needs[1] else None,
-        torch.zeros_like(p.b) if with_grad and p.b is not None and needs[2] else None,
+        p.a.new_empty(p.a.shape) if wanted.input else None,
+        torch.zeros_like(p.w) if wanted.linear_weight else None,
+        torch.zeros_like(p.b) if p.b is not None and wanted.linear_bias else None,
     )
-    per = p.a.new_empty(n_rows, dtype=p.acc)
+    per = p.a.new_empty(n_rows, dtype=p.loss_dtype)
     for rows in _spans(n_rows, chunk):
         per[rows] = rows_fn(p, rows, None if g is None else g[rows], out)
     return per, out
 
 
-def _prepare(
-    input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-    weight: Tensor | None, reduction: str, ignore_index: int | None, label_smoothing: float,
-    chunk_size: int | None, vocab_chunk_size: int | None,
-) -> tuple[_Problem, Tensor]:
-    """Check the arguments; return the batched problem in the working precision and the
+def _prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
+             settings: dict[str, Any]) -> tuple[_Chunked, Tensor]:
+    """Check the arguments; return the batched call in the working precision and the
     batched logits' stand-in (in the input's dtype)."""
-    like, opts = _check(input, linear_weight, target, linear_bias, weight, reduction,
-                        ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
+    request = _request(target, (*input.shape[:-1], linear_weight.shape[0]), settings)
+    like = _check(input, linear_weight, target, linear_bias, request)
     work = opmath_dtype(input.dtype)
-    acc = torch.promote_types(work, _result_dtype(like, target, weight, opts.prob))
+    dtype = torch.promote_types(work, loss_dtype(like, target, request.options.weight))
     a, t = input.to(work), target
     if input.dim() == 1:
         a, t, like = a.unsqueeze(0), t.unsqueeze(0), like.unsqueeze(0)
     b = None if linear_bias is None else linear_bias.to(work)
-    return _Problem(a, linear_weight.to(work), b, t, acc, opts), like
+    return _Chunked(a, linear_weight.to(work), b, t, dtype, request), like
 
 
 def _finish(grads: Grads, dtype: torch.dtype, unbatched: bool,
@@ -408,23 +344,19 @@ def _finish(grads: Grads, dtype: torch.dtype, unbatched: bool,
     return d_input, d_weight, d_bias
 
 
-def _loss(per: Tensor, p: _Problem, like: Tensor, target: Tensor) -> Tensor:
+def _loss(per: Tensor, p: _Chunked, like: Tensor) -> Tensor:
     """Round the per-row losses once to the loss's dtype and reduce them."""
-    dtype = _result_dtype(like, target, p.opts.weight, p.opts.prob)
-    denominator = _ce_denominator(like, p.t, p.opts.weight, p.opts.ignore_index, p.opts.prob)
-    return _reduce(per.to(dtype), p.opts.reduction, denominator)
+    per = per.to(loss_dtype(like, p.t, p.options.weight))
+    return reduce(per, p.options.reduction, denominator(like, p.t, p.options))
 
 
-def _scalar_loss_and_grads(p: _Problem, like: Tensor, target: Tensor,
-                           needs: Needs) -> tuple[Tensor, Grads]:
+def _scalar_loss_and_grads(p: _Chunked, like: Tensor, needs: Needs) -> tuple[Tensor, Grads]:
     """``mean`` or ``sum`` loss and its working-precision gradients for
     ``grad_output = 1``, in one sweep."""
-    opts = p.opts
-    denominator = _ce_denominator(like, p.t, opts.weight, opts.ignore_index, opts.prob)
     one = torch.ones((), dtype=like.dtype, device=like.device)
-    g = _upstream(one, opts.reduction, denominator, like.select(1, 0))
+    g = upstream(one, p.options.reduction, denominator(like, p.t, p.options), like.select(1, 0))
     per, grads = _run(p, g.to(p.a.dtype).contiguous(), needs)
-    return _loss(per, p, like, target), grads
+    return _loss(per, p, like), grads
 
 
 # ------------------------------------------------------------------------- public API
@@ -464,18 +396,13 @@ def linear_cross_entropy_forward_backward(
                 [-0.2760,  0.4770],
                 [ 0.3910, -0.6011]])
     """
-    _require_scalar_reduction(reduction)
-    p, like = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
-                       ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
-    loss, grads = _scalar_loss_and_grads(p, like, target, (True, True, True))
+    require_scalar_reduction(f"{_FN}_forward_backward", reduction)
+    settings = {"weight": weight, "reduction": reduction, "ignore_index": ignore_index,
+                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
+                "vocab_chunk_size": vocab_chunk_size}
+    p, like = _prepare(input, linear_weight, linear_bias, target, settings)
+    loss, grads = _scalar_loss_and_grads(p, like, ALL_GRADIENTS)
     return loss, _finish(grads, input.dtype, input.dim() == 1)
-
-
-def _require_scalar_reduction(reduction: str) -> None:
-    """Refuse ``'none'``, which the ``Literal`` type already excludes, for untyped callers."""
-    if reduction == "none":
-        raise ValueError(f"{_FN}_forward_backward: reduction must be 'mean' or 'sum' "
-                         "(a scalar loss); got 'none'")
 
 
 def linear_cross_entropy_backward(
@@ -491,7 +418,7 @@ def linear_cross_entropy_backward(
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
     vocab_chunk_size: int | None = None,
-    needs: Needs = (True, True, True),
+    needs: Needs = ALL_GRADIENTS,
 ) -> Grads:
     r"""Gradients of :func:`linear_cross_entropy` for ``input``, ``linear_weight``, ``linear_bias``.
 
@@ -503,15 +430,16 @@ def linear_cross_entropy_backward(
 
     with :math:`G_{nj} = g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})` formed one chunk
     of rows at a time; :math:`g_n` is ``grad_output`` (per row for ``none``, divided by
-    the ``mean`` denominator for ``mean``). ``needs`` skips the products of gradients not
-    wanted; a skipped gradient, and the bias gradient without a bias, is None.
+    the ``mean`` denominator for ``mean``). ``needs`` (a :class:`Needs`) skips the products
+    of gradients not wanted; a skipped gradient, and the bias gradient without a bias, is None.
 
     Examples:
         >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]], requires_grad=True)
         >>> W, y = torch.eye(3, 2), torch.tensor([0, 1, 2])
         >>> torch.nn.functional.linear_cross_entropy(a, W, y, reduction="sum").backward()
         >>> d_a, d_W, d_b = linear_cross_entropy_backward(
-        ...     torch.tensor(1.0), a.detach(), W, y, reduction="sum", needs=(True, False, False))
+        ...     torch.tensor(1.0), a.detach(), W, y, reduction="sum",
+        ...     needs=Needs(linear_weight=False, linear_bias=False))
         >>> d_a
         tensor([[-0.3715,  0.1402],
                 [ 0.3420, -0.6220],
@@ -519,12 +447,14 @@ def linear_cross_entropy_backward(
         >>> torch.allclose(d_a, a.grad), d_W, d_b
         (True, None, None)
     """
-    p, like = _prepare(input, linear_weight, target, linear_bias, weight, reduction,
-                       ignore_index, label_smoothing, chunk_size, vocab_chunk_size)
+    settings = {"weight": weight, "reduction": reduction, "ignore_index": ignore_index,
+                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
+                "vocab_chunk_size": vocab_chunk_size}
+    p, like = _prepare(input, linear_weight, linear_bias, target, settings)
     if reduction == "none":
         g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.a.dtype).contiguous()
         return _finish(_run(p, g, needs)[1], input.dtype, input.dim() == 1)
-    _, grads = _scalar_loss_and_grads(p, like, target, needs)
+    _, grads = _scalar_loss_and_grads(p, like, needs)
     return _finish(grads, input.dtype, input.dim() == 1, grad_output)
 
 
@@ -554,17 +484,17 @@ class LinearCrossEntropy(torch.autograd.Function):
         ctx: Any, input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
         target: Tensor, weight: Tensor | None, options: dict[str, Any],
     ) -> Tensor:
-        needs: Needs = tuple(ctx.needs_input_grad[:3])
+        needs = Needs(*ctx.needs_input_grad[:3])
         ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
         ctx.options, ctx.grads = options, None
-        p, like = _prepare(input, linear_weight, target, linear_bias, weight, **options)
+        p, like = _prepare(input, linear_weight, linear_bias, target, {**options, "weight": weight})
         if options["reduction"] == "none" or not any(needs):
             per, _ = _run(p, None, needs)
             if options["reduction"] == "none":
-                per = per.to(_result_dtype(like, target, weight, p.opts.prob))
+                per = per.to(loss_dtype(like, target, weight))
                 return per.squeeze(0) if input.dim() == 1 else per
-            return _loss(per, p, like, target)
-        loss, ctx.grads = _scalar_loss_and_grads(p, like, target, needs)
+            return _loss(per, p, like)
+        loss, ctx.grads = _scalar_loss_and_grads(p, like, needs)
         return loss
 
     @staticmethod
@@ -577,7 +507,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         else:
             grads = linear_cross_entropy_backward(
                 grad_output, input, linear_weight, target, linear_bias=linear_bias,
-                weight=weight, needs=tuple(ctx.needs_input_grad[:3]), **ctx.options)
+                weight=weight, needs=Needs(*ctx.needs_input_grad[:3]), **ctx.options)
         return (*grads, None, None, None)
 
 
@@ -618,7 +548,7 @@ def linear_cross_entropy(
             ...
         ValueError: linear_cross_entropy: target batch size must match input batch size 3; got 2
     """
-    _no_target_grad(_FN, target, weight)
+    no_target_grad(_FN, target, weight)
     options = {"reduction": reduction, "ignore_index": ignore_index,
                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
                "vocab_chunk_size": vocab_chunk_size}

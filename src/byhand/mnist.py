@@ -27,7 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import data as byhand_data
-from . import distributed
+from . import launcher
+from .data_parallel import MnistRun, train_mnist
 from .device import pick_device
 from .train import (
     DEFAULT_BATCH_SIZE,
@@ -35,10 +36,7 @@ from .train import (
     DEFAULT_HIDDEN,
     DEFAULT_LR,
     DEFAULT_SEED,
-    evaluate,
-    fit,
-    mlp,
-    prepare,
+    TrainConfig,
 )
 
 __all__ = ["build_parser", "main", "run"]
@@ -119,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Load the data, train, and return the JSON-ready results.
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Load the data, train on one process or many, and return the JSON-ready results.
 
     ``args`` comes from :func:`build_parser`; ``--limit`` makes a quick run on the
-    first images of each file (the data are read, or downloaded, first).
+    first images of each file (the data are read, or downloaded, first). With several
+    processes (``--processes``, or under torchrun) the workers are spawned on
+    127.0.0.1, or this is one of them; ranks other than 0 return ``None``. A worker
+    that fails, dies or hangs ends the run with a :class:`~byhand.launcher.WorkerError`.
 
     Examples:
         >>> args = build_parser().parse_args(["--limit", "600", "--epochs", "1"])
@@ -131,81 +132,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (600, 1, 'mnist', None, None)
     """
     device = pick_device(args.device)
-    dataset = DATASETS[args.dataset](root=args.data)
-    tensors = prepare(dataset, device=device, limit=args.limit)
-    sizes = [tensors.x_train.shape[1], *args.hidden, len(dataset.classes)]
-    model = mlp(sizes, device=device, seed=args.seed)
+    job = MnistRun(load=DATASETS[args.dataset], root=args.data, limit=args.limit,
+                   hidden=list(args.hidden), device=device.type,
+                   train=TrainConfig(args.epochs, args.batch_size, args.lr, args.seed))
     start = time.perf_counter()
-    history = fit(model, tensors, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                  seed=args.seed, progress=not args.no_progress)
-    seconds = time.perf_counter() - start
-    test_loss, test_accuracy = evaluate(model, tensors.x_test, tensors.y_test)
-    return {
-        "dataset": dataset.name,
-        "valid_accuracy": history.valid_accuracy[-1],
-        "test_accuracy": test_accuracy,
-        "valid_loss": history.valid_loss[-1],
-        "test_loss": test_loss,
-        "train_loss": history.train_loss[-1],
-        "seconds": round(seconds, 3),
-        "train_seconds": round(history.total_seconds, 3),
-        "epochs": history.epochs,
-        "device": str(device),
-        "hidden": list(args.hidden),
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "train_images": int(tensors.x_train.shape[0]),
-        "valid_images": int(tensors.x_valid.shape[0]),
-        "test_images": int(tensors.x_test.shape[0]),
-        "valid_accuracy_per_epoch": history.valid_accuracy,
-        "processes": 1,
-        "epoch_seconds": [round(t, 3) for t in history.seconds],
-        "communication_share": 0.0,
-    }
-
-
-def _processes(args: argparse.Namespace) -> int:
-    """How many processes train: ``--processes``, else torchrun's world size, else 1."""
-    if not distributed.launched_by_torchrun():
-        return args.processes or 1
-    world_size = int(os.environ["WORLD_SIZE"])
-    if args.processes not in (None, world_size):
-        raise ValueError(f"--processes must equal torchrun's world size {world_size}; "
-                         f"got {args.processes}")
-    return world_size
-
-
-def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Train data-parallel (:mod:`byhand.distributed`) and return rank 0's JSON-ready results.
-
-    Spawns the workers on 127.0.0.1, or, under torchrun, is one of them; other ranks
-    than 0 return ``None``. A worker that fails, dies or hangs ends the run with a
-    :class:`~byhand.distributed.WorkerError` naming it.
-
-    Examples:
-        >>> build_parser().parse_args(["--processes", "2"]).processes
-        2
-        >>> build_parser().parse_args(["--processes", "0"])  # refused before any process starts
-        Traceback (most recent call last):
-            ...
-        SystemExit: 2
-    """
-    device = pick_device(args.device)
-    backend = distributed.backend_for(device)
-    config = distributed.TrainConfig(
-        load=DATASETS[args.dataset], root=args.data, limit=args.limit, hidden=list(args.hidden),
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        device=device.type)
-    start = time.perf_counter()
-    if distributed.launched_by_torchrun():
-        rank, report = distributed.run_in_environment_group(distributed.train_mnist, (config,),
-                                                            device)
+    processes = _processes(args)
+    if processes == 1:
+        report = train_mnist(job, progress=not args.no_progress)
+    elif launcher.launched_by_torchrun():
+        rank, report = launcher.run_in_environment_group(train_mnist, (job,), device)
         if rank:
             return None
     else:
-        report = distributed.launch(distributed.train_mnist, (config,), _processes(args),
-                                    backend=backend, timeout=math.inf)[0]
+        report = launcher.launch(train_mnist, (job,), processes,
+                                 backend=launcher.backend_for(device), timeout=math.inf)[0]
+    return _result(args, report, time.perf_counter() - start)
+
+
+def _result(args: argparse.Namespace, report: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The JSON line's fields, from the settings and a worker's report (one process or many)."""
     epochs = report["epochs"]
     train_seconds = sum(epoch["seconds"] for epoch in epochs)
     communication = sum(epoch["communication_seconds"] for epoch in epochs)
@@ -216,7 +161,7 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
         "valid_loss": epochs[-1]["valid_loss"],
         "test_loss": report["test_loss"],
         "train_loss": epochs[-1]["train_loss"],
-        "seconds": round(time.perf_counter() - start, 3),
+        "seconds": round(seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "epochs": len(epochs),
         "device": report["device"],
@@ -230,8 +175,19 @@ def run_processes(args: argparse.Namespace) -> dict[str, Any] | None:
         "valid_accuracy_per_epoch": [epoch["valid_accuracy"] for epoch in epochs],
         "processes": report["processes"],
         "epoch_seconds": [round(epoch["seconds"], 3) for epoch in epochs],
-        "communication_share": round(communication / train_seconds, 4),
+        "communication_share": round(communication / train_seconds, 4) if train_seconds else 0.0,
     }
+
+
+def _processes(args: argparse.Namespace) -> int:
+    """How many processes train: ``--processes``, else torchrun's world size, else 1."""
+    if not launcher.launched_by_torchrun():
+        return args.processes or 1
+    world_size = int(os.environ["WORLD_SIZE"])
+    if args.processes not in (None, world_size):
+        raise ValueError(f"--processes must equal torchrun's world size {world_size}; "
+                         f"got {args.processes}")
+    return world_size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = run(args) if _processes(args) == 1 else run_processes(args)
+        result = run(args)
         if result is None:  # a torchrun worker other than rank 0
             return 0
         _check_finite(result)

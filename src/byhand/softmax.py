@@ -30,7 +30,8 @@ PyTorch does; nothing reads a value, so every function also runs on ``meta`` ten
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -42,6 +43,8 @@ __all__ = [
     "log_softmax_backward",
     "logsumexp",
     "logsumexp_backward",
+    "logsumexp_update",
+    "online_logsumexp",
     "opmath_dtype",
     "softmax",
     "softmax_backward",
@@ -266,3 +269,56 @@ def softmax_jacobian(input: Tensor) -> Tensor:
     """
     s = softmax(input, dim=-1)
     return torch.diag_embed(s) - s.unsqueeze(-1) * s.unsqueeze(-2)
+
+
+# ------------------------------------------------------------- online log-sum-exp
+
+
+def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Fold one block of a row into a running log-sum-exp, kept as :math:`(m, r)`.
+
+    The state means :math:`\operatorname{lse} = m + \log r` for the entries seen so
+    far, with :math:`m` their maximum and :math:`r = \sum_k e^{x_k - m}`. For a new
+    block :math:`B` along the last dimension,
+
+    .. math::
+
+       m' = \max\big(m, \max_{k \in B} x_k\big), \qquad
+       r' = r\, e^{m - m'} + \sum_{k \in B} e^{x_k - m'} .
+
+    Start from :math:`m = -\infty`, :math:`r = 0` (shape ``block.shape[:-1] + (1,)``).
+    Every exponent is :math:`\le 0`, so nothing overflows (Milakov & Gimelshein, 2018).
+
+    Examples:
+        >>> x = torch.tensor([[1000.0, 1001.0, 999.0, 1002.0]])
+        >>> m, r = torch.tensor([[-math.inf]]), torch.zeros(1, 1)
+        >>> m, r = logsumexp_update(m, r, x[:, :2])
+        >>> m, r = logsumexp_update(m, r, x[:, 2:])
+        >>> m + r.log(), torch.logsumexp(x, 1, keepdim=True)
+        (tensor([[1002.4402]]), tensor([[1002.4402]]))
+    """
+    m_new = torch.maximum(m, block.amax(-1, keepdim=True))
+    safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+    r_new = r * (m - safe).exp() + (block - safe).exp().sum(-1, keepdim=True)
+    return m_new, r_new
+
+
+def online_logsumexp(blocks: Iterable[Tensor]) -> Tensor:
+    r""":math:`\log\sum_k e^{x_k}` along the last dimension, one block of columns at a time.
+
+    Examples:
+        >>> x = torch.tensor([[0.5, 2.0, -1.0, 3.0, 0.0]])
+        >>> online_logsumexp([x[:, :2], x[:, 2:3], x[:, 3:]]), torch.logsumexp(x, 1)
+        (tensor([3.4174]), tensor([3.4174]))
+    """
+    state: tuple[Tensor, Tensor] | None = None
+    for block in blocks:
+        if state is None:
+            m = torch.full((*block.shape[:-1], 1), -math.inf, dtype=block.dtype,
+                           device=block.device)
+            state = (m, torch.zeros_like(m))
+        state = logsumexp_update(*state, block)
+    if state is None:
+        raise ValueError("online_logsumexp: blocks must hold at least one block; got none")
+    m, r = state
+    return (m + r.log()).squeeze(-1)

@@ -20,25 +20,18 @@ other processes competed for the CPU).
 
 from __future__ import annotations
 
-import os
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.benchmark import Timer
 
-from .device import synchronize
+from .device import load_average, synchronize
+from .layers import mlp, torch_mlp
+from .train import torch_trainer, train_step
 
-__all__ = ["interleaved", "load_average", "summarise"]
-
-
-def load_average() -> float | None:
-    """The 1-minute load average of the machine, or None where the OS does not report it."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
+__all__ = ["interleaved", "load_average", "step_timings", "summarise"]
 
 
 def summarise(times: list[float]) -> dict[str, float | int]:
@@ -105,4 +98,47 @@ def interleaved(
     }
     result["load_average_before"] = load_before
     result["load_average_after"] = load_average()
+    return result
+
+
+def step_timings(
+    sizes: Sequence[int] = (784, 800, 10),
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    rounds: int = 10,
+    min_run_time: float = 0.2,
+    back_to_back: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Latency and throughput of one full training step, by hand and under autograd.
+
+    Both models start from the same weights and see the same random batch; the two
+    steps are timed in alternation by :func:`interleaved`
+    (``torch.utils.benchmark``), ``rounds`` rounds of at least ``min_run_time`` seconds
+    per figure. Returns ``manual`` and ``autograd``, each with ``latency`` (one step,
+    then a synchronisation) and ``throughput`` (``back_to_back`` steps, one
+    synchronisation) summaries (median, quartiles, IQR, minimum, in seconds per step);
+    ``manual_over_autograd``, the ratio of the median throughputs (below 1: the
+    hand-written step is faster); and the load average before and after.
+
+    Examples:
+        >>> t = step_timings((4, 3, 2), batch_size=2, rounds=1, min_run_time=0.001,
+        ...                  back_to_back=1)
+        >>> sorted(t["manual"]), t["manual_over_autograd"] > 0
+        (['latency', 'throughput'], True)
+    """
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, sizes[0], generator=gen, dtype=dtype).to(device)
+    y = torch.randint(0, sizes[-1], (batch_size,), generator=gen).to(device)
+    model = mlp(sizes, device=device, dtype=dtype, generator=gen)
+    net = torch_mlp(model)
+    autograd_step = torch_trainer(net, lr=1e-3)
+    result = interleaved({"manual": lambda: train_step(model, x, y, 1e-3),
+                          "autograd": lambda: autograd_step(x, y)},
+                         device=device, rounds=rounds, min_run_time=min_run_time,
+                         back_to_back=back_to_back)
+    result["manual_over_autograd"] = (result["manual"]["throughput"]["median_s"]
+                                      / result["autograd"]["throughput"]["median_s"])
     return result

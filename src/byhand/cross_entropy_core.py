@@ -1,0 +1,534 @@
+r"""The formulas every cross-entropy in ``byhand`` shares, written once.
+
+:func:`byhand.losses.cross_entropy`, :func:`byhand.losses.nll_loss`,
+:func:`byhand.linear_cross_entropy.linear_cross_entropy` and
+:func:`byhand.distributed.global_cross_entropy` all take their options as one
+:class:`CrossEntropyOptions`, validate them with :func:`validate`, and build the loss
+and its gradient from the functions here.
+
+Notation (the book's). The logits are :math:`x_{nj}`, samples :math:`n`, classes
+:math:`j, k` (the class dimension is 1 once :func:`batched`); :math:`y_n` a class-index
+target, :math:`\mu_n` the ignore mask (0 where :math:`y_n` is ``ignore_index``),
+:math:`w_j` the class weights (all 1 without ``weight``), :math:`\varepsilon` the label
+smoothing over :math:`C` classes. The *effective target* :math:`\tilde t_{nj}` is the
+row with :math:`L_n = -\sum_j \tilde t_{nj}\,\ell_{nj}`
+(:math:`\ell_{nj} = x_{nj} - \log\sum_k e^{x_{nk}}`):
+
+.. math::
+
+   \tilde t_{nj} = \mu_n\big[(1-\varepsilon)\,w_{y_n}\delta_{j y_n} + \tfrac{\varepsilon}{C}\,w_j\big]
+   \quad\text{(class indices)}, \qquad
+   \tilde t_{nj} = w_j\big[(1-\varepsilon)\,t_{nj} + \tfrac{\varepsilon}{C}\big]
+   \quad\text{(probabilities)}.
+
+``mean`` divides by the *denominator* :math:`D = \sum_n \mu_n w_{y_n}` (class indices)
+or the number of positions :math:`M` (probabilities). With :math:`G` the upstream
+gradient at the reduced loss, the gradient reaching :math:`L_n` is :math:`g_n = G/D`
+(``mean``), :math:`G` (``sum``) or the given vector (``none``), and the *gradient from
+the softmax* :math:`s_{nj}` is
+
+.. math:: \frac{\partial L}{\partial x_{nj}} = g_n\Big(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj}\Big).
+
+Nothing here reads a device tensor on the host: target values are checked only where
+reading them is free (:func:`host_values`), and a mask, never a branch, says whether a
+position is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+
+__all__ = [
+    "CrossEntropyOptions",
+    "Reduction",
+    "batched",
+    "class_count",
+    "denominator",
+    "effective_probabilities",
+    "effective_target",
+    "grad_from_softmax",
+    "host_values",
+    "input_gradient",
+    "loss_dtype",
+    "no_target_grad",
+    "per_sample_loss",
+    "plain_grad_from_softmax",
+    "positions_like",
+    "reduce",
+    "require_scalar_reduction",
+    "smoothing_per_class",
+    "softmax_parts",
+    "target_indices",
+    "target_weight",
+    "total",
+    "unbatched",
+    "upstream",
+    "validate",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+_REDUCTIONS = ("mean", "sum", "none")
+_INDEX_DTYPES = (torch.int64, torch.uint8)
+
+
+@dataclass(frozen=True)
+class CrossEntropyOptions:
+    """The options of one cross-entropy call, as :func:`torch.nn.functional.cross_entropy` names them.
+
+    One object instead of loose positionals: every function of this module that needs
+    an option takes it. Further options of the same loss (a logit soft cap, a z-loss
+    scale, a global ``mean`` denominator) belong here as new fields with neutral
+    defaults, so no signature changes when they come.
+
+    Examples:
+        >>> CrossEntropyOptions(label_smoothing=0.1)
+        CrossEntropyOptions(weight=None, ignore_index=-100, label_smoothing=0.1, reduction='mean')
+        >>> CrossEntropyOptions().plain, CrossEntropyOptions(label_smoothing=0.1).plain
+        (True, False)
+    """
+
+    weight: Tensor | None = None
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    reduction: Reduction = "mean"
+
+    @property
+    def plain(self) -> bool:
+        """No class weights and no smoothing (then :math:`\\tilde t_{nj} = \\mu_n\\delta_{j y_n}`)."""
+        return self.weight is None and self.label_smoothing == 0
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@contextmanager
+def _named(fn: str) -> Iterator[None]:
+    """Prefix the message of an argument error raised inside with the public function's name."""
+    try:
+        yield
+    except (TypeError, ValueError, IndexError, NotImplementedError) as error:
+        raise type(error)(f"{fn}: {error}") from None
+
+
+def validate(fn: str, input: Tensor, target: Tensor, options: CrossEntropyOptions, *,
+             probabilities: bool = True) -> bool:
+    """Check ``input``, ``target`` and ``options`` for ``fn``; return whether ``target`` holds probabilities.
+
+    Errors name ``fn`` and the argument, and are of PyTorch's type (see
+    :mod:`byhand.errors`). ``probabilities=False`` (as for ``nll_loss``) accepts
+    class indices only.
+
+    Examples:
+        >>> x = torch.zeros(2, 3)
+        >>> validate("f", x, torch.tensor([0, 2]), CrossEntropyOptions())
+        False
+        >>> validate("f", x, torch.tensor([0, 3]), CrossEntropyOptions())
+        Traceback (most recent call last):
+            ...
+        IndexError: f: target values must be class indices in [0, 2] or ignore_index=-100; got 3
+    """
+    with _named(fn):
+        _check_options(options)
+        _check_input(input)
+        prob = probabilities and input.shape == target.shape
+        _check_weight(options.weight, input, prob)
+        if prob:
+            _check_probabilities(target, options.ignore_index)
+        else:
+            _check_indices(input, target, options.ignore_index)
+        return prob
+
+
+def _check_options(options: CrossEntropyOptions) -> None:
+    if options.reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'mean', 'sum' or 'none'; "
+                         f"got {options.reduction!r}")
+    if not 0.0 <= options.label_smoothing <= 1.0:
+        raise ArgumentValueError(
+            f"label_smoothing must be in [0.0, 1.0]; got {options.label_smoothing}")
+
+
+def _check_input(input: Tensor) -> None:
+    if input.dim() == 0:
+        raise ArgumentValueError(
+            "input must have a class dimension, shape (C,) or (N, C, d1, ...); "
+            "got a 0-dimensional tensor")
+    if not input.is_floating_point():
+        raise UnsupportedDTypeError(
+            f"input must be a floating-point tensor; got dtype {input.dtype}")
+
+
+def _check_weight(weight: Tensor | None, input: Tensor, prob: bool) -> None:
+    """Shape ``(C,)``; with class-index targets, also the input's dtype (PyTorch promotes none)."""
+    if weight is None:
+        return
+    n_classes = class_count(input)
+    if weight.dim() != 1 or weight.numel() != n_classes:
+        raise ArgumentValueError(f"weight must have shape ({n_classes},), one entry per class; "
+                                 f"got shape {tuple(weight.shape)}")
+    if not prob and weight.dtype != input.dtype:
+        raise ArgumentTypeError(f"weight must have the input's dtype {input.dtype}; "
+                                f"got weight dtype {weight.dtype}")
+
+
+def _check_indices(input: Tensor, target: Tensor, ignore_index: int) -> None:
+    """Class-index targets: dtype, shape and, where reading is free, the values."""
+    if target.dtype not in _INDEX_DTYPES:
+        raise ArgumentTypeError(
+            "target must hold class indices of dtype torch.int64 (or torch.uint8), "
+            f"or class probabilities with the input's shape {tuple(input.shape)}; "
+            f"got dtype {target.dtype} and shape {tuple(target.shape)}")
+    if target.dtype == torch.uint8 and input.dim() > 2:
+        raise ArgumentTypeError(
+            f"with extra dimensions d1, ... (input shape {tuple(input.shape)}) target "
+            f"must have dtype torch.int64, as in PyTorch, which takes torch.uint8 only for "
+            f"(C,) and (N, C) inputs; got dtype {target.dtype}")
+    _check_index_shape(input, target)
+    if target.numel():
+        _check_index_values(target.long(), class_count(input), ignore_index)
+
+
+def _check_index_shape(input: Tensor, target: Tensor) -> None:
+    if input.dim() == 1:
+        if target.dim() != 0:
+            raise ValueError(
+                f"an unbatched input of shape {tuple(input.shape)} needs a 0-dimensional "
+                f"target; got target shape {tuple(target.shape)}")
+    elif target.dim() == 0 or target.shape[0] != input.shape[0]:
+        got = "a 0-dimensional target" if target.dim() == 0 else f"{target.shape[0]}"
+        raise ValueError(f"target batch size must match input batch size {input.shape[0]}; "
+                         f"got {got}")
+    elif target.shape[1:] != input.shape[2:]:
+        expected = (input.shape[0], *input.shape[2:])
+        raise ArgumentValueError(f"target shape must be {expected} for input shape "
+                                 f"{tuple(input.shape)}; got {tuple(target.shape)}")
+
+
+def host_values(t: Tensor) -> list[int] | None:
+    """``[min, max]`` of an int64 tensor when reading them on the host is free, else None.
+
+    Free means a plain CPU tensor outside :func:`torch.compile`: on another device the
+    read would wait for it, ``meta`` tensors hold no values, and a ``torch.func``
+    transform's wrapper has no storage of its own (the read raises, and is skipped).
+
+    Examples:
+        >>> host_values(torch.tensor([3, 1, 2])), host_values(torch.tensor([1], device="meta"))
+        ([1, 3], None)
+    """
+    if t.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    try:
+        values: list[int] = torch.stack(torch.aminmax(t)).tolist()
+    except RuntimeError:  # a torch.func wrapper: no single value per sample to read
+        return None
+    return values
+
+
+def _check_index_values(target: Tensor, n_classes: int, ignore_index: int) -> None:
+    """Every int64 ``target`` value is a class in ``[0, C)`` or ``ignore_index`` (where readable)."""
+    bounds = host_values(target)
+    if bounds is None or (bounds[0] >= 0 and bounds[1] < n_classes):
+        return
+    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
+    if bool(bad.any()):
+        value = int(target[bad].flatten()[0])
+        classes = f"in [0, {n_classes - 1}]" if n_classes else "(there are none: C = 0)"
+        raise IndexError(f"target values must be class indices {classes} "
+                         f"or ignore_index={ignore_index}; got {value}")
+
+
+def _check_probabilities(target: Tensor, ignore_index: int) -> None:
+    if not target.is_floating_point():
+        raise ArgumentTypeError(
+            "a target with the input's shape holds class probabilities and must be "
+            f"floating point; got dtype {target.dtype}")
+    if ignore_index >= 0:
+        raise ArgumentValueError("ignore_index is not supported with class-probability "
+                                 f"targets; got ignore_index={ignore_index}")
+
+
+def require_scalar_reduction(fn: str, reduction: str) -> None:
+    """Refuse ``'none'`` where a function returns a scalar loss and its gradient.
+
+    Examples:
+        >>> require_scalar_reduction("f", "none")
+        Traceback (most recent call last):
+            ...
+        ValueError: f: reduction must be 'mean' or 'sum' (a scalar loss); got 'none'
+    """
+    if reduction == "none":
+        raise ValueError(f"{fn}: reduction must be 'mean' or 'sum' (a scalar loss); got 'none'")
+
+
+def no_target_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
+    """Refuse a ``target`` or ``weight`` that requires grad while gradients are recorded.
+
+    Gradients flow to the input only; a silent ``None`` would hide a mistake.
+    """
+    if not torch.is_grad_enabled():
+        return
+    for name, t in (("target", target), ("weight", weight)):
+        if t is not None and t.requires_grad:
+            raise ValueError(
+                f"byhand.{fn}: gradients flow to input only; got a {name} that requires grad "
+                f"(use torch.nn.functional.{fn} to differentiate with respect to {name})")
+
+
+# ------------------------------------------------------------------------------ shapes
+
+
+def class_count(input: Tensor) -> int:
+    """:math:`C`, the size of the class dimension (0 of a ``(C,)`` input, else 1)."""
+    return input.shape[0] if input.dim() == 1 else input.shape[1]
+
+
+def batched(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """View an unbatched ``(C,)`` problem as a batch of one; the class dim is then 1."""
+    if input.dim() == 1:
+        return input.unsqueeze(0), target.unsqueeze(0)
+    return input, target
+
+
+def unbatched(result: Tensor, was_unbatched: bool) -> Tensor:
+    """Undo :func:`batched` on a result."""
+    return result.squeeze(0) if was_unbatched else result
+
+
+def positions_like(x: Tensor) -> Tensor:
+    """A stand-in of shape ``(N, d1, ...)``, the sample positions of ``x``; it holds one number."""
+    return x.new_empty(()).expand(x.shape[0], *x.shape[2:])
+
+
+def _class_view(weight: Tensor, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Reshape ``weight`` (C,) to broadcast along dimension 1 of ``like`` (in ``dtype``)."""
+    return weight.to(dtype or like.dtype).view((1, -1) + (1,) * (like.dim() - 2))
+
+
+def loss_dtype(input: Tensor, target: Tensor, weight: Tensor | None) -> torch.dtype:
+    """The loss's dtype: the input's, promoted with the target's and weight's for probabilities."""
+    if not target.is_floating_point():
+        return input.dtype
+    dtype = torch.promote_types(input.dtype, target.dtype)
+    return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
+# ------------------------------------------------------------------ the effective target
+
+
+def target_indices(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
+    r"""Return ``(y, keep)``: indices safe to gather (ignored ones set to 0) and the mask :math:`\mu_n`.
+
+    The comparison is made in int64: a ``uint8`` target 156 is a class, not the
+    default ``ignore_index`` -100 (which ``uint8`` arithmetic would wrap to 156).
+    """
+    target = target.long()
+    keep = target != ignore_index
+    return torch.where(keep, target, 0), keep
+
+
+def target_weight(y: Tensor, keep: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
+    r""":math:`\mu_n w_{y_n}` for every sample position :math:`n` (:math:`\mu_n` without weights)."""
+    m = keep.to(dtype)
+    return m if weight is None else m * weight.to(dtype)[y]
+
+
+def smoothing_per_class(label_smoothing: float, n_classes: int) -> float:
+    r""":math:`\varepsilon/C`, the smoothing mass each class receives (0 when there are no classes)."""
+    return label_smoothing / n_classes if n_classes else 0.0
+
+
+def effective_probabilities(target: Tensor, options: CrossEntropyOptions, like: Tensor,
+                            n_classes: int | None = None) -> Tensor:
+    r"""The effective probability target :math:`\tilde t_{nj} = w_j\, t'_{nj}`.
+
+    Here :math:`t'_{nj} = (1-\varepsilon)\,t_{nj} + \varepsilon/C`: the target mixed with
+    the uniform distribution over the :math:`C` classes, in the promoted dtype of
+    ``like``, target and weight. ``target`` may hold only a block of the classes; then
+    ``options.weight`` is that block's and ``n_classes`` is :math:`C` (default: ``like.shape[1]``).
+    """
+    n_classes = like.shape[1] if n_classes is None else n_classes
+    eps, weight = options.label_smoothing, options.weight
+    t = target.to(loss_dtype(like, target, weight))
+    if eps > 0:
+        t = t * (1 - eps) + smoothing_per_class(eps, n_classes)
+    return t if weight is None else t * _class_view(weight, like, t.dtype)
+
+
+def effective_target(target: Tensor, options: CrossEntropyOptions, like: Tensor,
+                     cols: slice, n_classes: int) -> Tensor:
+    r"""Columns ``cols`` of :math:`\tilde t_{nj}` (see the module docstring), as a dense block.
+
+    ``like`` has the block's rows and dtype; ``n_classes`` is :math:`C`. The whole-row
+    functions never form :math:`\tilde t` for class indices (they use its sparsity);
+    a block of classes at a time does.
+
+    Examples:
+        >>> opts = CrossEntropyOptions(label_smoothing=0.3)
+        >>> effective_target(torch.tensor([2, -100]), opts, torch.zeros(2, 3), slice(0, 3), 3)
+        tensor([[0.1000, 0.1000, 0.8000],
+                [0.0000, 0.0000, 0.0000]])
+    """
+    weight = None if options.weight is None else options.weight[cols]
+    if target.is_floating_point():
+        block = CrossEntropyOptions(weight, options.ignore_index, options.label_smoothing)
+        return effective_probabilities(target[:, cols], block, like, n_classes)
+    eps = options.label_smoothing
+    y, keep = target_indices(target, options.ignore_index)
+    wy = target_weight(y, keep, options.weight, like.dtype)
+    q = like.new_zeros(like.shape[0], cols.stop - cols.start)
+    if eps > 0:
+        q += (eps / n_classes) * keep.to(like.dtype).unsqueeze(1) * (
+            1.0 if weight is None else weight.to(like.dtype))
+    inside = keep & (y >= cols.start) & (y < cols.stop)
+    at = torch.where(inside, y - cols.start, torch.zeros_like(y)).unsqueeze(1)
+    return q.scatter_add_(1, at, torch.where(inside, (1 - eps) * wy, 0.0).unsqueeze(1))
+
+
+# ------------------------------------------------------------------ the denominator
+
+
+def total(t: Tensor) -> Tensor:
+    """Sum every entry in at least float32, then round to ``t``'s dtype.
+
+    This is how PyTorch reduces float16 and bfloat16 losses: summed naively in half
+    precision, the result would depend on how the work is split between threads.
+    """
+    return t.sum(dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
+
+
+def denominator(x: Tensor, target: Tensor, options: CrossEntropyOptions) -> Tensor | float:
+    r"""The ``mean`` denominator: :math:`D = \sum_n \mu_n w_{y_n}`, or :math:`M` positions for probabilities.
+
+    ``x`` and ``target`` are batched. :math:`M` is 0 when the input is empty, even with
+    :math:`C = 0` classes, so that the ``mean`` of nothing is :math:`0/0 = \mathrm{nan}`.
+
+    Examples:
+        >>> x, y = torch.zeros(4, 3), torch.tensor([0, 2, -100, 2])
+        >>> denominator(x, y, CrossEntropyOptions(weight=torch.tensor([1.0, 1.0, 0.5])))
+        tensor(2.)
+    """
+    if target.is_floating_point():
+        return x.numel() // x.shape[1] if x.numel() else 0
+    y, keep = target_indices(target, options.ignore_index)
+    return total(target_weight(y, keep, options.weight, x.dtype))
+
+
+def reduce(per_sample: Tensor, reduction: str, denominator: Tensor | float) -> Tensor:
+    """:math:`\\sum_n L_n` (``sum``), :math:`\\sum_n L_n / D` (``mean``) or the :math:`L_n` (``none``)."""
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return total(per_sample)
+    return total(per_sample) / denominator
+
+
+def upstream(grad_output: Tensor, reduction: str, denominator: Tensor | float,
+             like: Tensor) -> Tensor:
+    r""":math:`g_n`, the gradient reaching each per-sample loss :math:`L_n`, one per position.
+
+    From the upstream gradient :math:`G` at the reduced loss, :math:`g_n = G/D` for
+    ``mean`` and :math:`g_n = G` for ``sum``; for ``none`` the given :math:`g_n`.
+    """
+    if reduction == "mean":
+        grad_output = grad_output / denominator
+    return grad_output.expand_as(like)
+
+
+# ------------------------------------------------------------------ loss and gradient
+
+
+def softmax_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Return :math:`m_n = \max_k x_{nk}`, :math:`e_{nj} = e^{x_{nj} - m_n}` and :math:`\sum_k e_{nk}`.
+
+    With no classes (:math:`C = 0`) there is no maximum; the shift is then 0 and the
+    sums are 0, so :math:`\log\sum_k e^{x_{nk}} = -\infty`, as in PyTorch.
+    """
+    shift = x.amax(1, keepdim=True) if x.shape[1] else x.sum(1, keepdim=True)
+    e = (x - shift).exp_()
+    return shift, e, e.sum(1, keepdim=True)
+
+
+def per_sample_loss(x: Tensor, shift: Tensor, log_sums: Tensor, target: Tensor,
+                    options: CrossEntropyOptions) -> Tensor:
+    r"""Per-position losses :math:`L_n = -\sum_j \tilde t_{nj}\ell_{nj}` (batched).
+
+    Uses :math:`\ell_{nj} = (x_{nj} - m_n) - \log\sum_k e^{x_{nk} - m_n}`; for class-index
+    targets without smoothing only the target column of :math:`\ell` is ever formed.
+    In ``x``'s dtype (promoted for probabilities).
+    """
+    eps = options.label_smoothing
+    if target.is_floating_point():
+        q = effective_probabilities(target, options, x)
+        return -(q * (x - shift - log_sums)).sum(1)
+    y, keep = target_indices(target, options.ignore_index)
+    wy = target_weight(y, keep, options.weight, x.dtype)
+    x_y = x.gather(1, y.unsqueeze(1)) - shift
+    per = wy * (log_sums - x_y).squeeze(1)
+    if eps > 0:
+        logp = x - shift - log_sums
+        w = options.weight
+        smooth = -(logp if w is None else logp * _class_view(w, x)).sum(1)
+        per = (1 - eps) * per + smoothing_per_class(eps, x.shape[1]) * smooth
+    return torch.where(keep, per, torch.zeros_like(per))
+
+
+def grad_from_softmax(s: Tensor, g: Tensor, target: Tensor, options: CrossEntropyOptions, *,
+                      overwrite: bool) -> Tensor:
+    r"""Turn the softmax ``s`` into :math:`g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})`.
+
+    For class indices the effective target is
+    :math:`\tilde t_{nj} = \mu_n\big[(1-\varepsilon)\,w_{y_n}\delta_{j y_n} + (\varepsilon/C)\,w_j\big]`,
+    so :math:`\sum_k \tilde t_{nk} = \mu_n\big[(1-\varepsilon)\,w_{y_n} + \varepsilon\bar w\big]`
+    with :math:`\bar w` the mean class weight; for probabilities it is :math:`w_j t'_{nj}`.
+
+    With ``overwrite`` the result overwrites ``s``, so no other tensor of the input's
+    size is allocated. Without it ``s`` is left alone: the first product with :math:`g_n`
+    is a new tensor (batched under :func:`torch.func.vmap` when :math:`g_n` is, even if
+    ``s`` is not), and only that new tensor is written afterwards.
+    """
+    n_classes, eps = s.shape[1], options.label_smoothing
+    if target.is_floating_point():
+        q = effective_probabilities(target, options, s)
+        if overwrite:
+            return s.mul_(q.sum(1, keepdim=True)).sub_(q).mul_(g.unsqueeze(1))
+        return (s * q.sum(1, keepdim=True) - q) * g.unsqueeze(1)
+    weight = options.weight
+    y, keep = target_indices(target, options.ignore_index)
+    wy = target_weight(y, keep, weight, s.dtype)
+    a = torch.where(keep, g, torch.zeros_like(g))
+    w_mean = 1.0 if weight is None else weight.to(s.dtype).sum() / n_classes
+    mass = (a * ((1 - eps) * wy + eps * w_mean * keep.to(s.dtype))).unsqueeze(1)
+    s = s.mul_(mass) if overwrite else s * mass
+    if eps > 0:
+        w = 1.0 if weight is None else _class_view(weight, s)
+        s = s.sub_(smoothing_per_class(eps, n_classes) * a.unsqueeze(1) * w)
+    return s.scatter_add_(1, y.unsqueeze(1), (-(1 - eps) * a * wy).unsqueeze(1))
+
+
+def plain_grad_from_softmax(s: Tensor, g: Tensor, target: Tensor, ignore_index: int, *,
+                            overwrite: bool) -> Tensor:
+    r"""The plain case on the softmax :math:`s`: :math:`\mu_n g_n(s_{nj} - \delta_{j y_n})`.
+
+    No weights and no smoothing, so :math:`\tilde t_{nj} = \mu_n\delta_{j y_n}` and
+    :math:`\sum_k \tilde t_{nk} = \mu_n`; ``g`` holds :math:`g_n`, one per position.
+    """
+    y, keep = target_indices(target, ignore_index)
+    a = torch.where(keep, g, 0).unsqueeze(1)
+    s = s.mul_(a) if overwrite else s * a
+    return s.scatter_add_(1, y.unsqueeze(1), -a)
+
+
+def input_gradient(s: Tensor, g: Tensor, target: Tensor, options: CrossEntropyOptions, *,
+                   overwrite: bool) -> Tensor:
+    """The logits' gradient from the softmax: :func:`grad_from_softmax`, the plain case by its shortcut."""
+    if options.plain and not target.is_floating_point():
+        return plain_grad_from_softmax(s, g, target, options.ignore_index, overwrite=overwrite)
+    return grad_from_softmax(s, g, target, options, overwrite=overwrite)
