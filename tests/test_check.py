@@ -74,21 +74,36 @@ def test_compare_shape_mismatch_names_argument() -> None:
         compare("dW", torch.zeros(3, 2), torch.zeros(2, 3))
 
 
-def test_compare_str_is_one_line_report() -> None:
-    text = str(compare("grad", torch.ones(2), torch.ones(2)))
-    assert "\n" not in text
-    assert "grad" in text and "exact: True" in text and "approximate: True" in text
-    assert "max diff: 0.00e+00" in text
+def test_compare_str_is_one_line_report_verdict_first_phone_width() -> None:
+    exact = str(compare("dW", torch.ones(2), torch.ones(2)))
+    approximate = str(compare("d/dlogits", torch.ones(2), torch.ones(2) + 1e-6))
+    different = str(compare("db", torch.ones(2), 2 * torch.ones(2)))
+    assert exact == "✓ exact        max diff 0         dW"
+    assert approximate == "✓ approximate  max diff 9.54e-07  d/dlogits"
+    assert different == "✗ not close    max diff 1.00e+00  db"
+    for line in (exact, approximate, different):
+        assert "\n" not in line and len(line) <= 48  # a 390-px phone column
 
 
 def test_compare_empty_tensor() -> None:
     assert compare("empty", torch.zeros(0), torch.zeros(0)).max_abs_diff == 0.0
 
 
-def test_assert_close_returns_comparison_and_raises() -> None:
+def test_assert_close_takes_pytorchs_argument_order() -> None:
     a = torch.ones(3)
-    assert assert_close("ok", a, a).close
-    with pytest.raises(AssertionError, match="gradient mismatch: bad"):
+    assert assert_close(a, a, name="ok").close
+    assert assert_close(a, a + 1e-3, atol=1e-2).close
+    with pytest.raises(AssertionError, match=r"gradient mismatch: ✗ not close .* bad$"):
+        assert_close(a, 2 * a, name="bad")
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3"):
+        assert_close(a, a, a)
+
+
+def test_assert_close_old_argument_order_is_a_deprecated_alias() -> None:
+    a = torch.ones(3)
+    with pytest.warns(DeprecationWarning, match=r"assert_close\(ours, reference, name=name\)"):
+        assert assert_close("ok", a, a + 1e-3, 0.0, 1e-2).close
+    with pytest.warns(DeprecationWarning), pytest.raises(AssertionError, match=r"bad$"):
         assert_close("bad", a, 2 * a)
 
 

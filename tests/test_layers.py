@@ -136,8 +136,8 @@ def test_linear_forward_equals_torch(
     x = torch.randn(n, in_features, dtype=dtype)
     y = ours.forward(x)
     assert y.shape == (n, out_features) and y.dtype == dtype
-    assert_close("forward", y, ref(x))
-    assert_close("__call__", ours(x), y)
+    assert_close(y, ref(x), name="forward")
+    assert_close(ours(x), y, name="__call__")
 
 
 @settings(max_examples=60, deadline=None)
@@ -155,11 +155,11 @@ def test_linear_backward_equals_autograd(
     dx = ours.backward(delta)
     assert ours.weight_grad is not None and ref.weight.grad is not None
     assert dx.shape == x.shape and ours.weight_grad.shape == ours.weight.shape
-    assert_close("dL/dx", dx, x.grad)
-    assert_close("dL/dW", ours.weight_grad, ref.weight.grad)
+    assert_close(dx, x.grad, name="dL/dx")
+    assert_close(ours.weight_grad, ref.weight.grad, name="dL/dW")
     if bias:
         assert ours.bias_grad is not None
-        assert_close("dL/db", ours.bias_grad, ref.bias.grad)
+        assert_close(ours.bias_grad, ref.bias.grad, name="dL/db")
     else:
         assert ours.bias_grad is None
 
@@ -177,9 +177,9 @@ def test_linear_backward_matches_index_notation(
     layer.forward(x)
     dx = layer.backward(delta)
     assert layer.weight_grad is not None and layer.bias_grad is not None
-    assert_close("dW", layer.weight_grad, torch.einsum("nj,nk->jk", delta, x))
-    assert_close("db", layer.bias_grad, torch.einsum("nj->j", delta))
-    assert_close("dx", dx, torch.einsum("nj,jk->nk", delta, layer.weight))
+    assert_close(layer.weight_grad, torch.einsum("nj,nk->jk", delta, x), name="dW")
+    assert_close(layer.bias_grad, torch.einsum("nj->j", delta), name="db")
+    assert_close(dx, torch.einsum("nj,jk->nk", delta, layer.weight), name="dx")
 
 
 def test_linear_parameters_yield_values_and_gradients() -> None:
@@ -210,7 +210,7 @@ def test_linear_backward_with_leading_dimensions() -> None:
     delta = torch.randn(4, 5, 2, dtype=torch.float64)
     ref(x).backward(delta)
     ours.forward(x.detach())
-    assert_close("dL/dx", ours.backward(delta), x.grad)
+    assert_close(ours.backward(delta), x.grad, name="dL/dx")
 
 
 # -------------------------------------------------------------------------------------- ReLU
@@ -284,17 +284,17 @@ def test_sequential_forward_backward_equal_torch(dtype: torch.dtype, seed: int) 
     F.cross_entropy(logits, target).backward()
 
     our_logits = ours.forward(x.detach())
-    assert_close("logits", our_logits, logits)
+    assert_close(our_logits, logits, name="logits")
     delta = (torch.softmax(our_logits, 1) - F.one_hot(target, 3).to(dtype)) / 16
     dx = ours.backward(delta)
-    assert_close("dL/dx", dx, x.grad)
+    assert_close(dx, x.grad, name="dL/dx")
     ref_params = list(ref.parameters())
     our_params = list(ours.parameters())
     assert len(our_params) == len(ref_params) == 5
     for (value, grad), ref_param in zip(our_params, ref_params, strict=True):
         assert torch.equal(value, ref_param.detach())
         assert grad is not None
-        assert_close("param grad", grad, ref_param.grad)
+        assert_close(grad, ref_param.grad, name="param grad")
 
 
 def test_sequential_parameters_order_follows_layers() -> None:
