@@ -9,21 +9,23 @@ import torch.nn.functional as F
 from byhand.data import Dataset
 from byhand.layers import Linear, ReLU, Sequential
 from byhand.losses import cross_entropy_forward_backward
+from byhand.preprocess import Tensors, batch_indices
+from byhand.timing import step_timings
 from byhand.train import (
     History,
-    Tensors,
+    Progress,
+    TrainConfig,
     backward,
-    batch_indices,
     confusion_matrix,
     evaluate,
     fit,
+    hand_trainer,
     mlp,
     normalisation,
     predict,
     prepare,
     sgd_step,
     split_indices,
-    step_timings,
     torch_mlp,
     torch_step,
     torch_trainer,
@@ -235,10 +237,32 @@ def test_train_epoch_uses_the_given_loss_function():
         return cross_entropy_forward_backward(logits, target)
 
     x, y = blobs(50, seed=0)
-    losses = train_epoch(mlp([20, 3], seed=0), x, y, batch_size=16, lr=0.1,
-                         generator=torch.Generator().manual_seed(0), loss_fn=loss_fn)
+    model = mlp([20, 3], seed=0)
+    losses = train_epoch(model, (x, y), TrainConfig(batch_size=16, lr=0.1),
+                         step=hand_trainer(model, 0.1, loss_fn))
     assert calls == [16, 16, 16, 2]
     assert losses.shape == (4,) and torch.isfinite(losses).all()
+
+
+def test_train_epoch_in_the_0_1_0_form_warns_and_gives_the_same_losses():
+    x, y = blobs(50, seed=0)
+    new = train_epoch(mlp([20, 3], seed=0), (x, y), TrainConfig(batch_size=16, lr=0.1),
+                      generator=torch.Generator().manual_seed(0))
+    with pytest.warns(DeprecationWarning, match=r"train_epoch\(model, x, y, batch_size, lr"):
+        old = train_epoch(mlp([20, 3], seed=0), x, y, batch_size=16, lr=0.1,
+                          generator=torch.Generator().manual_seed(0),
+                          loss_fn=cross_entropy_forward_backward)
+    assert torch.equal(old, new)
+
+
+def test_fit_loss_fn_is_deprecated_for_a_step():
+    x, y = blobs(40, seed=0)
+    data = Tensors(x[:32], y[:32], x[32:], y[32:], x[32:], y[32:])
+    with pytest.warns(DeprecationWarning, match=r"step=hand_trainer\(model, lr, loss_fn\)"):
+        old = fit(mlp([20, 3], seed=0), data, epochs=1, batch_size=8,
+                  loss_fn=cross_entropy_forward_backward)
+    new = fit(mlp([20, 3], seed=0), data, epochs=1, batch_size=8)
+    assert old.step_loss == new.step_loss
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -305,7 +329,7 @@ def test_fit_with_the_autograd_twin_follows_the_manual_trajectory():
     model = mlp([20, 8, 3], seed=0, dtype=torch.float64)
     net = torch_mlp(model)
     ours = fit(model, data, epochs=2, batch_size=32, lr=0.2, progress=False)
-    theirs = fit(net, data, epochs=2, batch_size=32, lr=0.2, progress=False,
+    theirs = fit(net, data, epochs=2, batch_size=32, progress=False,
                  step=torch_trainer(net, 0.2))
     torch.testing.assert_close(torch.tensor(ours.step_loss), torch.tensor(theirs.step_loss),
                                rtol=1e-12, atol=1e-12)
@@ -387,9 +411,10 @@ def test_fit_on_cuda_follows_the_cpu_trajectory():
 def test_train_epoch_progress_and_callback(capsys):
     x, y = blobs(40, seed=0)
     calls = []
-    train_epoch(mlp([20, 3], seed=0), x, y, batch_size=16, lr=0.1,
-                generator=torch.Generator().manual_seed(0), progress=True,
-                on_step=lambda: calls.append(1))
+    bar = Progress(3, "epoch")
+    train_epoch(mlp([20, 3], seed=0), (x, y), TrainConfig(batch_size=16, lr=0.1),
+                on_step=lambda: (calls.append(1), bar()))
+    bar.close()
     assert len(calls) == 3
     assert "epoch" in capsys.readouterr().err
 
@@ -397,4 +422,12 @@ def test_train_epoch_progress_and_callback(capsys):
 def test_train_epoch_without_a_step_needs_a_byhand_layer() -> None:
     x, y = torch.randn(8, 4), torch.arange(8) % 2
     with pytest.raises(TypeError, match=r"train_epoch: model must be a byhand Layer .* got Linear"):
-        train_epoch(torch.nn.Linear(4, 2), x, y, 4, 0.1, torch.Generator().manual_seed(0))
+        train_epoch(torch.nn.Linear(4, 2), (x, y), TrainConfig(batch_size=4))
+
+
+def test_fit_lr_beside_a_step_is_deprecated():
+    x, y = blobs(40, seed=0)
+    data = Tensors(x[:32], y[:32], x[32:], y[32:], x[32:], y[32:])
+    net = torch_mlp(mlp([20, 3], seed=0))
+    with pytest.warns(DeprecationWarning, match="lr is used by the default step only"):
+        fit(net, data, epochs=1, lr=0.1, step=torch_trainer(net, 0.1))

@@ -29,7 +29,7 @@ from torch.utils.benchmark import Timer
 
 from .device import load_average, synchronize
 from .layers import mlp, torch_mlp
-from .train import torch_trainer, train_step
+from .steps import torch_trainer, train_step
 
 __all__ = ["interleaved", "load_average", "step_timings", "summarise"]
 
