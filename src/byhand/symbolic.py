@@ -30,11 +30,12 @@ be compared with :mod:`byhand.softmax` and with autograd.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sympy as sp
 import torch
 from torch import Tensor
+
+from .symbolic_notation import INDICES, SYMBOLS, Symbols, distinct_dummies, to_latex
 
 __all__ = [
     "SYMBOLS",
@@ -64,46 +65,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Symbols:
-    """The symbols every expression of this module is written in.
-
-    Examples:
-        >>> SYMBOLS.n, SYMBOLS.x[SYMBOLS.i], SYMBOLS.s[SYMBOLS.j]
-        (C, x[i], s[j])
-        >>> SYMBOLS.i.is_integer, SYMBOLS.i.is_nonnegative
-        (True, True)
-    """
-
-    n: sp.Symbol
-    x: sp.IndexedBase
-    s: sp.IndexedBase
-    i: sp.Symbol
-    j: sp.Symbol
-    k: sp.Symbol
-    y: sp.Symbol
-
-
-def _index(name: str) -> sp.Symbol:
-    return sp.Symbol(name, integer=True, nonnegative=True)
-
-
-SYMBOLS = Symbols(
-    n=sp.Symbol("C", integer=True, positive=True),
-    x=sp.IndexedBase("x", real=True),
-    s=sp.IndexedBase("s", positive=True),
-    i=_index("i"),
-    j=_index("j"),
-    k=_index("k"),
-    y=_index("y"),
-)
-"""The logits ``x``, probabilities ``s``, length ``n`` and indices ``i, j, k, y``.
-
-The length is the book's number of classes and prints as :math:`C`; it keeps the
-attribute name ``n``.
-"""
-
-_INDICES = {"i": SYMBOLS.i, "j": SYMBOLS.j, "k": SYMBOLS.k, "y": SYMBOLS.y}
 
 
 def logits(n: int) -> list[sp.Indexed]:
@@ -182,7 +143,7 @@ def cross_entropy_expression(target: sp.Expr | int | None = None, n: int | None 
 
 def _in_range(condition: sp.Basic) -> sp.Basic:
     """Decide ``condition`` knowing that every free index lies in ``0 .. n-1``."""
-    free = [a for a in _INDICES.values() if a in condition.free_symbols]
+    free = [a for a in INDICES.values() if a in condition.free_symbols]
     if len(free) != 1 or SYMBOLS.n not in condition.free_symbols:
         return condition
     # index = p and n = p + 1 + m with p, m >= 0 is exactly "0 <= index <= n - 1".
@@ -438,10 +399,10 @@ def evaluate(expr: sp.Expr, values: Sequence[float], **indices: int) -> float:
         >>> evaluate(entry, [0.0, 0.0], i=0, j=0), evaluate(entry, [0.0, 0.0], i=0, j=1)
         (0.25, -0.25)
     """
-    unknown = set(indices) - set(_INDICES)
+    unknown = set(indices) - set(INDICES)
     if unknown:
-        raise ValueError(f"unknown index names {sorted(unknown)}; use {sorted(_INDICES)}")
-    fixed = {_INDICES[name]: sp.Integer(v) for name, v in indices.items()}
+        raise ValueError(f"unknown index names {sorted(unknown)}; use {sorted(INDICES)}")
+    fixed = {INDICES[name]: sp.Integer(v) for name, v in indices.items()}
     concrete = expr.xreplace({SYMBOLS.n: len(values), **fixed}).doit()
     return float(concrete.xreplace(_numeric_substitutions(values)).evalf(30))
 
@@ -459,60 +420,3 @@ def evaluate_matrix(matrix: sp.Matrix, values: Sequence[float]) -> Tensor:
     numbers = [[float(entry.xreplace(subs).evalf(30)) for entry in row]
                for row in matrix.tolist()]
     return torch.tensor(numbers, dtype=torch.float64)
-
-
-_DUMMY_NAMES = ("j", "k", "l", "m", "p", "q", "r")
-
-
-def _fresh_index(taken: set[str]) -> sp.Symbol:
-    for name in _DUMMY_NAMES:
-        if name not in taken:
-            return _INDICES.get(name, _index(name))
-    raise ValueError(f"no free index name left; all of {_DUMMY_NAMES} are taken")
-
-
-def _rename_outer(total: sp.Sum) -> sp.Sum:
-    (dummy, lower, upper), body = total.limits[0], total.function
-    inner = {v for nested in body.atoms(sp.Sum) for v in nested.variables}
-    if len(total.limits) != 1 or dummy not in inner:
-        return total
-    taken = {str(a) for a in total.free_symbols | body.free_symbols | inner}
-    taken |= {str(a) for a in body.atoms(sp.Symbol)}
-    fresh = _fresh_index(taken)
-    # the inner sums bind their own ``dummy``: set them aside while renaming the outer one
-    hidden = {nested: sp.Dummy() for nested in body.atoms(sp.Sum) if dummy in nested.variables}
-    renamed = body.xreplace(hidden).xreplace({dummy: fresh})
-    return sp.Sum(renamed.xreplace({d: nested for nested, d in hidden.items()}),
-                  (fresh, lower, upper))
-
-
-def distinct_dummies(expr: sp.Basic) -> sp.Basic:
-    r"""``expr`` with the dummy index of every sum that encloses another sum over the same index renamed.
-
-    :func:`collapse_sums` names every remaining dummy :math:`k`, so a row sum can read
-    :math:`\sum_k e^{x_k} / (\sum_k e^{x_k})^2`: correct for SymPy, whose sums bind
-    their own index, but ambiguous on paper. The outer index becomes the first of
-    :math:`j, k, l, m, \dots` that is used nowhere in the sum, so every sum a reader
-    sees has its own letter. The value of the expression does not change.
-
-    Examples:
-        >>> k = SYMBOLS.k
-        >>> nested = sp.Sum(sp.exp(SYMBOLS.x[k]) / sp.Sum(sp.exp(SYMBOLS.x[k]), (k, 0, 2)), (k, 0, 2))
-        >>> distinct_dummies(nested)
-        Sum(exp(x[j])/Sum(exp(x[k]), (k, 0, 2)), (j, 0, 2))
-    """
-    return expr.replace(lambda e: isinstance(e, sp.Sum), _rename_outer)
-
-
-def to_latex(expr: sp.Basic, lhs: str | None = None) -> str:
-    r"""LaTeX for ``expr``; with ``lhs``, the equation ``lhs = expr``.
-
-    Nested sums get distinct dummy indices first (:func:`distinct_dummies`). For example
-    ``to_latex(softmax_jacobian_entry(True), r"\frac{\partial s_i}{\partial x_j}")``.
-
-    Examples:
-        >>> print(to_latex(softmax_jacobian_entry(True), "J_{ij}"))
-        J_{ij} = \left(\delta_{i j} - {s}_{j}\right) {s}_{i}
-    """
-    body = sp.latex(distinct_dummies(expr))
-    return body if lhs is None else f"{lhs} = {body}"
