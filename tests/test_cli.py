@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 import byhand.mnist
-from byhand.data import Dataset, data_root
+from byhand.data import Dataset, data_root, datasets
 from byhand.mnist import main
 
 KEYS = {"test_accuracy", "seconds", "device", "epochs", "dataset", "hidden", "lr",
@@ -190,3 +191,74 @@ def test_module_runs_on_real_mnist():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "mnist" and result["epochs"] == 3
     assert result["test_accuracy"] > 0.6  # guessing gives 0.1; a short, noisy run, so a wide margin
+
+
+# ------------------------------------------------- never a traceback: one line, non-zero
+
+
+def _one_error_line(capsys, argv, code=2):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == code
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return line
+
+
+@pytest.mark.parametrize("option", ["--hidden", "--batch-size", "--epochs", "--limit"])
+def test_sizes_past_any_machine_are_refused_in_one_line(capsys, option):
+    line = _one_error_line(capsys, [option, str(2**63)])
+    assert line == (f"python -m byhand.mnist: error: argument {option}: expected a positive "
+                    f"integer up to 2147483647; got {2**63} (see --help)")
+
+
+def test_a_network_too_wide_for_memory_is_one_line(tiny, capsys):
+    line = _one_error_line(capsys, ["--hidden", "2147483647", "--no-progress", "--device", "cpu"])
+    assert line.startswith("python -m byhand.mnist: error: ") and "allocate" in line
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(byhand.mnist, "run", interrupted)
+    assert _one_error_line(capsys, ["--no-progress"], code=130) == "python -m byhand.mnist: interrupted"
+
+
+def test_missing_data_without_a_network_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch,
+                                                                          capsys):
+    monkeypatch.setattr(datasets, "MNIST_MIRRORS", ((tmp_path / "offline").as_uri() + "/",))
+    line = _one_error_line(capsys, ["--data", str(tmp_path / "data"), "--no-progress"])
+    assert line.startswith("python -m byhand.mnist: error: load_mnist: could not download "
+                           "train-images-idx3-ubyte.gz") and "make data" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_in_the_data_folder_is_one_line_and_no_hang(tmp_path, capsys):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in datasets.MNIST_FILES:
+        os.mkfifo(folder / name)
+    line = _one_error_line(capsys, ["--data", str(tmp_path), "--no-progress"])
+    assert line == (f"python -m byhand.mnist: error: {folder / 'train-images-idx3-ubyte.gz'}: "
+                    "not a regular file (a FIFO)")
+
+
+def test_a_closed_stdout_is_quiet_and_non_zero(tmp_path):
+    done = subprocess.run(f"exec {sys.executable} -m byhand.mnist --limit 100 --no-progress >&-",
+                          shell=True, capture_output=False, stderr=subprocess.PIPE, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and done.stderr == ""
+
+
+@pytest.mark.skipif(not (data_root() / "mnist" / "train-images-idx3-ubyte.gz").exists(),
+                    reason="MNIST is not in $BYHAND_DATA (run `make data`)")
+def test_a_reader_that_goes_away_is_quiet_and_non_zero():
+    command = [sys.executable, "-m", "byhand.mnist", "--epochs", "1", "--hidden", "8",
+               "--limit", "300", "--no-progress", "--device", "cpu"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    assert child.wait(timeout=300) == 1
+    assert child.stderr.read() == ""

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import data as byhand_data
 from . import launcher
@@ -60,9 +60,25 @@ def _checked(convert: Callable[[str], Any], accept: Callable[[Any], bool],
     return parse
 
 
-_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+MAX_SIZE = 2**31 - 1  # widths, batch sizes, counts: far past any machine, inside every index type
+_positive = _checked(int, lambda v: v >= 1, "a positive integer")
+
+
+def _positive_int(text: str) -> int:
+    """A positive integer no larger than :data:`MAX_SIZE` (argparse type)."""
+    value: int = _positive(text)
+    if value > MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_SIZE}; got {value}")
+    return value
 _seed = _checked(int, lambda v: 0 <= v < 2**64, "an integer from 0 to 2**64 - 1")
 _positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -84,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["--hidden", "512", "256", "--limit", "600"]).hidden
         [512, 256]
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m byhand.mnist",
         description="Train a multilayer perceptron on MNIST (or Fashion-MNIST) with a "
                     "hand-written backward pass and plain SGD; print one JSON line of results.",
@@ -193,8 +209,10 @@ def _processes(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, train, print one JSON line; return the exit status.
 
-    A bad command line ends with status 2 and a message on stderr, before any data
-    are read.
+    Nothing ends in a traceback: a bad command line ends with status 2 before any data
+    are read; a failure (missing or corrupt data, no memory, a diverging run, a worker
+    that died) with one line on stderr and status 2; Ctrl-C with one line and status
+    130; a closed stdout quietly with status 1.
 
     Examples:
         >>> main(["--lr", "nan"])
@@ -204,16 +222,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed: nowhere to put the result
+        return 1
     try:
         result = run(args)
         if result is None:  # a torchrun worker other than rank 0
             return 0
         _check_finite(result)
-        line = json.dumps(result, allow_nan=False)
-    except (RuntimeError, OSError, ValueError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(line, flush=True)
+        print(json.dumps(result, allow_nan=False), flush=True)
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog}: interrupted\n")
+    except BrokenPipeError:  # the reader of stdout went away: say nothing more
+        _silence_stdout()
+        return 1
+    except (RuntimeError, OSError, ValueError, MemoryError, OverflowError) as error:
+        parser.exit(2, f"{parser.prog}: error: {_one_line(error)}\n")
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (the rest gives details), or its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _check_finite(result: dict[str, Any]) -> None:
