@@ -16,7 +16,10 @@ import pytest
 
 MODULES = ["byhand"] + [f"byhand.{name}" for name in (
     "softmax", "losses", "autograd", "check", "symbolic", "layers", "data", "device", "errors",
-    "distributed", "linear_cross_entropy", "memory", "train", "mnist")]
+    "distributed", "linear_cross_entropy", "memory", "train", "mnist", "comparison",
+    "backward_check", "gradient_hints", "symbolic_notation", "steps", "evaluation",
+    "data.idx", "data.atomic", "data.mirrors", "data.datasets", "data.prepare",
+    "launcher", "data_parallel", "preprocess")]
 
 
 def _public(module_name: str) -> list[tuple[str, object]]:

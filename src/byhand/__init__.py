@@ -18,8 +18,11 @@ Examples:
 
 from .autograd import cross_entropy, nll_loss
 from .check import assert_close, check_backward, compare, numerical_gradient
+from .cross_entropy_core import CrossEntropyOptions
+from .data import load_mnist
 from .device import pick_device
-from .distributed import all_reduce_gradients, global_cross_entropy
+from .distributed import DataParallelStep, all_reduce_gradients, global_cross_entropy
+from .layers import mlp
 from .linear_cross_entropy import (
     linear_cross_entropy,
     linear_cross_entropy_backward,
@@ -42,10 +45,14 @@ from .softmax import (
     softmax_backward,
     softmax_jacobian,
 )
+from .train import TrainConfig, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossEntropyOptions",
+    "DataParallelStep",
+    "TrainConfig",
     "all_reduce_gradients",
     "assert_close",
     "check_backward",
@@ -53,14 +60,17 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
+    "fit",
     "global_cross_entropy",
     "linear_cross_entropy",
     "linear_cross_entropy_backward",
     "linear_cross_entropy_forward_backward",
     "log_softmax",
+    "load_mnist",
     "log_softmax_backward",
     "logsumexp",
     "logsumexp_backward",
+    "mlp",
     "mse_loss",
     "mse_loss_backward",
     "nll_loss",

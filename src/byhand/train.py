@@ -112,6 +112,13 @@ class Progress:
     A text bar written to something other than a terminal (a log file, a notebook
     without widgets) cannot redraw itself in place, so it is refreshed every few
     seconds instead of twice a second. ``note`` labels it (epoch, loss, accuracy).
+
+    Examples:
+        >>> bar = Progress(3, "epoch")
+        >>> bar(); bar(); bar.note(loss="0.5")
+        >>> bar.bar.n
+        2
+        >>> bar.close()
     """
 
     def __init__(self, total: int, desc: str) -> None:

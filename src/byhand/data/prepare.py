@@ -175,7 +175,13 @@ def _existing_mnist_is_valid(root: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m byhand.data prepare --source SPEC --root DIR``: every failure is one line."""
+    """``python -m byhand.data prepare --source SPEC --root DIR``: every failure is one line.
+
+    Examples:
+        >>> main(["prepare"])  # doctest: +ELLIPSIS
+        MNIST is ready in .../mnist
+        0
+    """
     parser = argparse.ArgumentParser(prog="python -m byhand.data",
                                      description="Prepare the MNIST IDX files offline.")
     sub = parser.add_subparsers(dest="command", required=True)
