@@ -20,23 +20,22 @@ import pytest
 import torch
 import torch.distributed as dist
 
+import byhand.data
+import byhand.distributed
+import byhand.train
+from byhand.data_parallel import ddp_gradients, trajectory
 from byhand.distributed import (
-    WorkerError,
     all_reduce_gradients,
-    backend_for,
     counted_weight,
-    ddp_gradients,
     flat_gradients,
     flat_parameters,
-    free_port,
     global_cross_entropy,
-    launch,
     naive_cross_entropy,
     ring_all_reduce_bytes,
     ring_all_reduce_seconds,
     shard,
-    trajectory,
 )
+from byhand.launcher import WorkerError, backend_for, free_port, launch
 from byhand.losses import cross_entropy_forward_backward
 from byhand.mnist import build_parser, main, run
 from byhand.train import Tensors, backward, fit, mlp
@@ -286,3 +285,24 @@ def test_cli_processes_must_match_torchrun(monkeypatch, capsys) -> None:
         main([*CLI_ARGS, "--processes", "3"])
     assert exit_info.value.code == 2
     assert "--processes must equal torchrun's world size 2; got 3" in capsys.readouterr().err
+
+
+DEPRECATED_ALIASES = [
+    *[(byhand.distributed, name, "byhand.launcher") for name in (
+        "launch", "in_sequence", "WorkerError", "backend_for", "free_port",
+        "launched_by_torchrun", "init_from_environment", "run_in_environment_group",
+        "DEFAULT_TIMEOUT")],
+    *[(byhand.distributed, name, "byhand.data_parallel") for name in (
+        "Problem", "TrainConfig", "compare_gradients", "ddp_gradients", "trajectory",
+        "train_mnist", "fit", "EpochRecord")],
+    (byhand.train, "step_timings", "byhand.timing"),
+    (byhand.data, "prepare_from_pickle", "byhand.data.prepare"),
+    (byhand.data, "main", "byhand.data.prepare"),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "home"), DEPRECATED_ALIASES,
+                         ids=[f"{m.__name__}.{n}" for m, n, _ in DEPRECATED_ALIASES])
+def test_each_deprecated_alias_warns_and_names_its_new_home(module, name, home) -> None:
+    with pytest.warns(DeprecationWarning, match=home.replace(".", r"\.")):
+        assert getattr(module, name) is not None
