@@ -264,7 +264,7 @@ def test_torch_compile_sees_one_op():
 def test_option_errors():
     x, y, weight = _problem(n=3, c=5)
     cases = [
-        (ArgumentValueError, "reduction must be", {"reduction": "avg"}),
+        (ValueError, "reduction must be", {"reduction": "avg"}),  # PyTorch's type
         (ArgumentValueError, "label_smoothing must be", {"label_smoothing": 1.5}),
         (ArgumentValueError, r"weight must have shape \(5,\)", {"weight": torch.ones(4)}),
         (ArgumentTypeError, "weight must have the input's dtype", {"weight": weight.double()}),
@@ -278,7 +278,7 @@ def test_option_errors():
         kernels.cross_entropy(x, x.softmax(1))
     with pytest.raises(ArgumentValueError, match="K-dimensional"):
         kernels.cross_entropy(x[:, :, None], y[:, None])
-    with pytest.raises(IndexError, match="target 5 is out of bounds"):
+    with pytest.raises(IndexError, match=r"class indices in \[0, 4\] or ignore_index=-100; got 5"):
         kernels.cross_entropy(x, torch.tensor([0, 5, 1]))
     with pytest.raises(ArgumentValueError, match="power of two"):
         kernels.cross_entropy_forward_backward(x, y, block_size=24)

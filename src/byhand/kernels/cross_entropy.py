@@ -52,6 +52,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
+from ..cross_entropy_core import CrossEntropyOptions, validate
 from ..errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
 __all__ = ["KernelUnavailableError", "check_options", "cross_entropy",
@@ -70,9 +71,12 @@ def check_options(fn: str, input: Tensor, target: Tensor, weight: Tensor | None,
                   reduction: str, label_smoothing: float) -> None:
     """Validate the arguments of :func:`cross_entropy` (errors prefixed by ``fn``).
 
-    The one place the kernel checks its options, so that it can later call the package's
-    shared cross-entropy core instead. Raises :class:`~byhand.errors.ArgumentValueError`,
-    :class:`~byhand.errors.ArgumentTypeError`,
+    What only the kernel requires is checked here (float32, bfloat16 or float16 input
+    of shape ``(N, C)`` or ``(C,)``, int64 class indices, every tensor on the input's
+    device); the options themselves go through the package's one cross-entropy check,
+    :func:`byhand.cross_entropy_core.validate`, with a
+    :class:`~byhand.cross_entropy_core.CrossEntropyOptions`. Raises
+    :class:`~byhand.errors.ArgumentValueError`, :class:`~byhand.errors.ArgumentTypeError`,
     :class:`~byhand.errors.UnsupportedDTypeError` or :class:`IndexError`, like
     :func:`byhand.cross_entropy`.
 
@@ -80,12 +84,8 @@ def check_options(fn: str, input: Tensor, target: Tensor, weight: Tensor | None,
         >>> check_options("f", torch.zeros(2, 3), torch.tensor([0, 5]), None, -100, "mean", 0.0)
         Traceback (most recent call last):
             ...
-        IndexError: f: target 5 is out of bounds for 3 classes (ignore_index=-100)
+        IndexError: f: target values must be class indices in [0, 2] or ignore_index=-100; got 5
     """
-    if reduction not in _REDUCTIONS:
-        raise ArgumentValueError(f"{fn}: reduction must be one of {_REDUCTIONS}; got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ArgumentValueError(f"{fn}: label_smoothing must be in [0, 1]; got {label_smoothing}")
     if input.dtype not in _DTYPES:
         raise UnsupportedDTypeError(
             f"{fn}: the kernel computes in float32 and takes float32, bfloat16 or float16 input; "
@@ -100,27 +100,12 @@ def check_options(fn: str, input: Tensor, target: Tensor, weight: Tensor | None,
         raise ArgumentValueError(
             f"{fn}: the kernel takes input of shape (N, C) or (C,); got {tuple(input.shape)} "
             "(K-dimensional inputs: use byhand.cross_entropy)")
-    if target.shape != input.shape[:-1]:
-        raise ArgumentValueError(f"{fn}: target must have shape {tuple(input.shape[:-1])}; "
-                                 f"got {tuple(target.shape)}")
-    n_classes = input.shape[-1]
-    if weight is not None:
-        if weight.shape != (n_classes,):
-            raise ArgumentValueError(f"{fn}: weight must have shape ({n_classes},); "
-                                     f"got shape {tuple(weight.shape)}")
-        if weight.dtype != input.dtype:
-            raise ArgumentTypeError(f"{fn}: weight must have the input's dtype {input.dtype}; "
-                                    f"got {weight.dtype}")
     for name, t in (("target", target), ("weight", weight)):
         if t is not None and t.device != input.device:
             raise ArgumentValueError(f"{fn}: {name} is on {t.device}, input on {input.device}")
-    # Reading CPU values is free (not so while torch.compile traces: it is skipped there).
-    if target.device.type == "cpu" and target.numel() and not torch.compiler.is_compiling():
-        bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
-        if bool(bad.any()):
-            value = int(target[bad].flatten()[0])
-            raise IndexError(f"{fn}: target {value} is out of bounds for {n_classes} classes "
-                             f"(ignore_index={ignore_index})")
+    options = CrossEntropyOptions(weight, ignore_index, label_smoothing,
+                                  cast(Reduction, reduction))
+    validate(fn, input, target, options, probabilities=False)
 
 
 def _triton_module() -> Any:
