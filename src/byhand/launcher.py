@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -136,23 +137,34 @@ def run_in_environment_group(fn: Callable[..., Any], args: Sequence[Any] = (),
         dist.destroy_process_group()
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Where and how the spawned processes meet: a TCP rendezvous on 127.0.0.1."""
+
+    backend: str
+    world_size: int
+    port: int
+    timeout: float
+    threads: int
+
+
 @contextmanager
-def _process_group(backend: str, rank: int, world_size: int, port: int,
-                   timeout: float) -> Iterator[None]:
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world_size, timeout=timedelta(seconds=timeout))
+def _process_group(group: _Group, rank: int) -> Iterator[None]:
+    dist.init_process_group(group.backend, init_method=f"tcp://127.0.0.1:{group.port}",
+                            rank=rank, world_size=group.world_size,
+                            timeout=timedelta(seconds=group.timeout))
     try:
         yield
     finally:
         dist.destroy_process_group()
 
 
-def _worker(fn: Callable[..., Any], args: Sequence[Any], rank: int, world_size: int,
-            port: int, backend: str, timeout: float, threads: int, results: Any) -> None:
+def _worker(fn: Callable[..., Any], args: Sequence[Any], group: _Group, rank: int,
+            results: Any) -> None:
     """Body of a spawned process: join the group, run ``fn(*args)``, report to the parent."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(group.threads)
     try:
-        with _process_group(backend, rank, world_size, port, timeout):
+        with _process_group(group, rank):
             value = fn(*args)
         buffer = io.BytesIO()
         torch.save(value, buffer)  # bytes, not shared memory: the worker may exit at once
@@ -189,15 +201,13 @@ def launch(fn: Callable[..., Any], args: Sequence[Any] = (), processes: int = 2,
         raise ValueError(f"launch: timeout must be a positive number of seconds; got {timeout}")
     context = mp.get_context("spawn")
     results = context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // processes)
-    port = free_port()
     collective_timeout = collective_timeout or (timeout if math.isfinite(timeout)
                                                 else DEFAULT_TIMEOUT)
-    workers = [context.Process(
-        target=_worker, daemon=True, name=f"byhand-rank-{rank}",
-        args=(fn, tuple(args), rank, processes, port, backend,
-              collective_timeout, threads, results))
-        for rank in range(processes)]
+    group = _Group(backend, processes, free_port(), collective_timeout,
+                   threads=max(1, (os.cpu_count() or 1) // processes))
+    workers = [context.Process(target=_worker, daemon=True, name=f"byhand-rank-{rank}",
+                               args=(fn, tuple(args), group, rank, results))
+               for rank in range(processes)]
     for worker in workers:
         worker.start()
     try:
