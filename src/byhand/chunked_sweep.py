@@ -163,6 +163,21 @@ def _accumulate(acc: Tensor, x: Tensor, y: Tensor, in_place: bool) -> Tensor:
     return acc.add_(x @ y)
 
 
+def _add_weight_product(acc: Tensor, low: Tensor, a: Tensor) -> None:
+    r""":math:`\partial W_{jp} \mathrel{+}= \sum_n G_{nj} a_{np}` into the accumulator.
+
+    In half precision the product is formed in the input's dtype and added to the
+    float32 accumulator a slice of classes at a time, each slice's product at most half
+    the size of the chunk's :math:`G`, so no second weight-sized tensor exists.
+    """
+    if low.dtype == acc.dtype:
+        acc.addmm_(low.t(), a)
+        return
+    step = max(1, low.numel() // (2 * a.shape[1]))
+    for piece in spans(low.shape[1], step):
+        acc[piece] += low[:, piece].t() @ a
+
+
 class _Out:
     """The three gradients being accumulated (float32 for the weight and the bias)."""
 
@@ -184,7 +199,7 @@ class _Out:
         at = torch.arange(cols.start, cols.stop, device=a.device)
         if self.weight is not None:
             if self.in_place:
-                _accumulate(self.weight[cols], low.t(), a, True)
+                _add_weight_product(self.weight[cols], low, a)
             else:
                 self.weight = self.weight.index_add(0, at, (low.t() @ a).to(self.weight.dtype))
         if self.bias is not None:
