@@ -136,7 +136,7 @@ def test_evaluation_computes_the_loss_only(mode) -> None:
 # ------------------------------------------------------------------- the edges
 
 
-@pytest.mark.parametrize("path", list(PATHS) + ["first-block"])
+@pytest.mark.parametrize("path", [*list(PATHS), "first-block"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_masked_vocabulary_through_a_minus_inf_bias(path, reduction) -> None:
     a, w, b, y = _problem(v=12)

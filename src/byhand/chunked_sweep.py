@@ -71,6 +71,9 @@ class Needs(NamedTuple):
     linear_bias: bool = True
 
 
+_ALL = Needs()
+
+
 class SweepResult(NamedTuple):
     """What :func:`sweep` returns: per-row losses, per-row z-losses (None without), gradients."""
 
@@ -331,7 +334,7 @@ def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor,
     return per, z
 
 
-def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = Needs(), *,
+def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
           in_place: bool = True) -> SweepResult:
     """Per-row losses (``p.loss_dtype``), z-losses and, when ``g`` (one per row) is given,
     the gradients (input: the input's dtype; weight and bias: the working dtype).

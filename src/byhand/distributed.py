@@ -162,7 +162,10 @@ def global_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     totals = torch.stack([loss_sum.to(input.dtype),
                           counted_weight(input, target, weight, ignore_index)])
     dist.all_reduce(totals, group=group)
-    return totals[0] / totals[1], grad.div_(totals[1])
+    # D = 0 only when every weight that counts is 0 (every target ignored, say): the
+    # gradient is then 0 already, and stays 0, as in one process, instead of 0/0.
+    safe = torch.where(totals[1] == 0, torch.ones_like(totals[1]), totals[1])
+    return totals[0] / totals[1], grad.div_(safe)
 
 
 def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,

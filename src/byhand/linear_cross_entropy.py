@@ -49,11 +49,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .chunked_sweep import Grads, Needs, Sweep, default_chunk_size, spans, sweep
+from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
 from .chunked_sweep import logits as chunk_logits
-from .chunked_sweep import chunk_gradient
 from .cross_entropy_core import (
-    CrossEntropyOptions,
     Reduction,
     denominator,
     loss_dtype,
@@ -64,7 +62,8 @@ from .cross_entropy_core import (
     upstream,
     validate,
 )
-from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+from .errors import ArgumentValueError
+from .linear_ce_arguments import check_linear, options_from, prepare
 from .softmax import logsumexp_update, online_logsumexp
 
 __all__ = [
@@ -82,81 +81,6 @@ _FN = "linear_cross_entropy"
 ALL_GRADIENTS = Needs()
 _SETTINGS = ("reduction", "ignore_index", "label_smoothing", "chunk_size", "vocab_chunk_size",
              "softcap", "lse_square_scale", "denominator", "result_dtype")
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
-    """Shapes and dtypes of the linear layer's three tensors (``linear_weight`` 2-D here)."""
-    if not input.is_floating_point():
-        raise UnsupportedDTypeError(
-            f"{_FN}: input must be a floating-point tensor; got dtype {input.dtype}")
-    if input.dim() not in (1, 2):
-        raise ArgumentValueError(f"{_FN}: input must have shape (H,) or (N, H); "
-                                 f"got shape {tuple(input.shape)}")
-    if linear_weight.dim() < 2:
-        raise ArgumentValueError(f"{_FN}: linear_weight must have shape (V, H) or "
-                                 f"(V, d1, ..., H); got shape {tuple(linear_weight.shape)}")
-    if linear_weight.shape[-1] != input.shape[-1]:
-        raise ArgumentValueError(
-            f"{_FN}: linear_weight must have shape (V, {input.shape[-1]}) to match input's "
-            f"last dimension H={input.shape[-1]}; got shape {tuple(linear_weight.shape)}"
-        )
-    for name, t in (("linear_weight", linear_weight), ("linear_bias", linear_bias)):
-        if t is not None and t.dtype != input.dtype:
-            raise ArgumentTypeError(f"{_FN}: {name} must have input's dtype {input.dtype}; "
-                                    f"got {t.dtype}")
-    expected = tuple(linear_weight.shape[:-1])
-    if linear_bias is not None and tuple(linear_bias.shape) != expected:
-        raise ArgumentValueError(f"{_FN}: linear_bias must have shape {expected}; "
-                                 f"got shape {tuple(linear_bias.shape)}")
-
-
-def _check_settings(settings: dict[str, Any]) -> None:
-    for name in ("chunk_size", "vocab_chunk_size"):
-        size = settings[name]
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
-    cap = settings["softcap"]
-    if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap < math.inf):
-        raise ArgumentValueError(f"{_FN}: softcap must be a positive number or None; got {cap!r}")
-    scale = settings["lse_square_scale"]
-    if not (isinstance(scale, (int, float)) and 0 <= scale < math.inf):
-        raise ArgumentValueError(
-            f"{_FN}: lse_square_scale must be a number >= 0; got {scale!r}")
-
-
-def _options(target: Tensor, logits_shape: tuple[int, ...], weight: Tensor | None,
-             settings: dict[str, Any]) -> CrossEntropyOptions:
-    """The loss's options from the keyword ``settings``; ``ignore_index`` None means -100,
-    the only value allowed for probabilities."""
-    ignore_index = settings["ignore_index"]
-    if target.shape == logits_shape and ignore_index is not None:
-        raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
-                                 f"targets; got ignore_index={ignore_index}")
-    return CrossEntropyOptions(
-        weight, -100 if ignore_index is None else ignore_index, settings["label_smoothing"],
-        settings["reduction"], softcap=settings["softcap"],
-        lse_square_scale=settings["lse_square_scale"], denominator=settings["denominator"])
-
-
-def _prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
-             weight: Tensor | None, settings: dict[str, Any]) -> tuple[Sweep, Tensor]:
-    """Check the arguments; return the batched sweep and the batched logits' stand-in.
-
-    The stand-in has the logits' shape ``(N, V)`` and the working dtype but a single
-    element of storage, so :func:`validate` runs on it without any logits formed.
-    """
-    _check_linear(input, linear_weight, linear_bias)
-    _check_settings(settings)
-    logits_shape = (*input.shape[:-1], linear_weight.shape[0])
-    options = _options(target, logits_shape, weight, settings)
-    validate(_FN, input.new_empty(()).expand(*logits_shape), target, options)
-    a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
-    p = Sweep(a, linear_weight, linear_bias, t, options, settings["chunk_size"],
-              settings["vocab_chunk_size"])
-    return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
 
 
 def _result_dtype(p: Sweep, settings: dict[str, Any]) -> torch.dtype:
@@ -265,7 +189,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     def forward(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
                 target: Tensor, weight: Tensor | None, settings: dict[str, Any],
                 needs: Needs) -> tuple[Tensor | None, ...]:
-        p, like = _prepare(input, linear_weight, linear_bias, target, weight, settings)
+        p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
         loss, z_loss, grads = _forward(p, like, needs, settings)
         if p.options.reduction == "none":
             loss = loss.squeeze(0) if input.dim() == 1 else loss
@@ -287,10 +211,11 @@ class LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         input, linear_weight, linear_bias, target, weight, *saved = ctx.saved_tensors
         wanted = Needs(*ctx.needs_input_grad[:3])
+        grads: list[Tensor | None]
         if ctx.settings["reduction"] != "none":
             grads = [None if d is None else d * grad_loss.to(d.dtype) for d in saved]
         else:
-            p, _ = _prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+            p, _like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
             g = grad_loss.reshape(p.a.shape[0]).to(p.work)
             grads = list(_finish(sweep(p, g, wanted, in_place=False).grads, p,
                                  input.dim() == 1))
@@ -306,7 +231,7 @@ class LinearCrossEntropyForwardAD(LinearCrossEntropy):
     def jvp(ctx: Any, d_input: Tensor | None, d_weight: Tensor | None,
             d_bias: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
         input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
-        p, like = _prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+        p, like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
         dot = _tangent(p, like, (d_input, d_weight, d_bias), _result_dtype(p, ctx.settings))
         if p.options.reduction == "none" and input.dim() == 1:
             dot = dot.squeeze(0)
@@ -357,7 +282,7 @@ def linear_cross_entropy_forward_backward(
     require_scalar_reduction(f"{_FN}_forward_backward", reduction)
     settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
                          vocab_chunk_size, softcap, lse_square_scale, denominator)
-    p, like = _prepare(input, linear_weight, linear_bias, target, weight, settings)
+    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     loss, _, grads = _forward(p, like, ALL_GRADIENTS, settings)
     return loss, _finish(grads, p, input.dim() == 1)
 
@@ -402,7 +327,7 @@ def linear_cross_entropy_backward(
     """
     settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
                          vocab_chunk_size, softcap, lse_square_scale, denominator)
-    p, like = _prepare(input, linear_weight, linear_bias, target, weight, settings)
+    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     if reduction == "none":
         g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.work).contiguous()
         return _finish(sweep(p, g, needs).grads, p, input.dim() == 1)
@@ -433,7 +358,7 @@ def _k_dimensional(input: Tensor, linear_weight: Tensor, target: Tensor,
         raise ArgumentValueError(
             f"{_FN}: a K-dimensional linear_weight {tuple(linear_weight.shape)} needs a "
             f"batched input (N, H); got shape {tuple(input.shape)}")
-    _check_linear(input, linear_weight, linear_bias)
+    check_linear(input, linear_weight, linear_bias)
     n_classes, extra = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
     positions = math.prod(extra)
     w = linear_weight.reshape(n_classes, positions, input.shape[1])
@@ -442,25 +367,26 @@ def _k_dimensional(input: Tensor, linear_weight: Tensor, target: Tensor,
     probabilities = target.shape == shape
     t = target.reshape(*target.shape[:1 + probabilities], positions)
     validate(_FN, input.new_empty(()).expand(shape), target,
-             _options(target, shape, weight, settings))
+             options_from(target, shape, weight, settings))
     per_position = dict(settings)
     if settings["reduction"] == "mean" and settings["denominator"] is None:
         like = input.new_empty(()).expand(input.shape[0] * positions, n_classes)
         flat = (t.movedim(-1, 1).reshape(-1, n_classes) if probabilities
                 else t.t().reshape(-1))
         per_position["denominator"] = denominator(
-            like.to(torch.float32), flat, _options(flat, like.shape, weight, settings))
+            like.to(torch.float32), flat, options_from(flat, like.shape, weight, settings))
     losses, z_losses = [], []
     for k in range(positions):
-        out = _apply(input, w[:, k], t[..., k], None if b is None else b[:, k], weight,
-                     per_position)
-        losses.append(out[0])
-        z_losses.append(out[1])
+        loss, z = _apply(input, w[:, k], t[..., k], None if b is None else b[:, k], weight,
+                         per_position)
+        losses.append(loss)
+        if z is not None:
+            z_losses.append(z)
+    z = torch.stack(z_losses, -1) if z_losses else None
     if settings["reduction"] == "none":
-        z = None if z_losses[0] is None else torch.stack(z_losses, -1).reshape(target.shape[:1] + extra)
-        return torch.stack(losses, -1).reshape((input.shape[0], *extra)), z
-    z = None if z_losses[0] is None else torch.stack(z_losses).sum()
-    return torch.stack(losses).sum(), z
+        shape = (input.shape[0], *extra)
+        return torch.stack(losses, -1).reshape(shape), None if z is None else z.reshape(shape)
+    return torch.stack(losses).sum(), None if z is None else z.sum()
 
 
 def _apply(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
@@ -472,7 +398,8 @@ def _apply(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Te
                     for t in (input, linear_weight, linear_bias)))
     fn = (LinearCrossEntropy if torch.compiler.is_compiling()
           else LinearCrossEntropyForwardAD)
-    out = fn.apply(input, linear_weight, linear_bias, target, weight, settings, needs)
+    out = fn.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+        input, linear_weight, linear_bias, target, weight, settings, needs)
     return out[0], out[1]
 
 
