@@ -225,6 +225,10 @@ def test_return_z_loss_and_denominator_tensor() -> None:
     x = a @ w.T + b
     torch.testing.assert_close(z, 0.1 * (torch.logsumexp(x, 1) ** 2).mean())
     torch.testing.assert_close(loss, F.cross_entropy(x, y) + z)
+    per, z_per = byhand.linear_cross_entropy(a, w, y, linear_bias=b, lse_square_scale=0.1,
+                                             return_z_loss=True, reduction="none")
+    torch.testing.assert_close(z_per, 0.1 * torch.logsumexp(x, 1) ** 2)
+    torch.testing.assert_close(per, F.cross_entropy(x, y, reduction="none") + z_per)
     halves = [byhand.linear_cross_entropy(a[s], w, y[s], linear_bias=b,
                                           denominator=torch.tensor(7.0, dtype=a.dtype))
               for s in (slice(0, 2), slice(2, 7))]

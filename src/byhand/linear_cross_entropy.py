@@ -192,8 +192,9 @@ class LinearCrossEntropy(torch.autograd.Function):
         p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
         loss, z_loss, grads = _forward(p, like, needs, settings)
         if p.options.reduction == "none":
-            loss = loss.squeeze(0) if input.dim() == 1 else loss
-            z_loss = None if z_loss is None or input.dim() == 2 else z_loss.squeeze(0)
+            if input.dim() == 1:
+                loss = loss.squeeze(0)
+                z_loss = None if z_loss is None else z_loss.squeeze(0)
             return loss, z_loss, None, None, None
         return loss, z_loss, *_finish(grads, p, input.dim() == 1)
 
