@@ -286,8 +286,18 @@ def test_pytorch_opinfo_samples() -> None:
             for mine, theirs in zip(g_ours, g_ref, strict=True):
                 torch.testing.assert_close(mine, theirs)
             counts["passed"] += 1
+    errors = 0
+    for op in ops:
+        for error in op.error_inputs("cpu"):
+            sample = error.sample_input
+            # an exception of PyTorch's type, whose message names the argument
+            with pytest.raises(error.error_type, match=r"linear_cross_entropy: \w+"):
+                byhand.linear_cross_entropy(sample.input, *sample.args, **sample.kwargs)
+            errors += 1
+    counts["error_inputs"] = errors
     print("linear_cross_entropy OpInfo samples:", counts)
     assert counts["passed"] == counts["samples"] >= 300 and counts["with_options"] >= 200
+    assert errors >= 6
 
 
 # ------------------------------------------------------------------- transforms
