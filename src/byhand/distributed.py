@@ -45,6 +45,7 @@ from torch import Tensor
 from .cross_entropy_core import CrossEntropyOptions, batched, denominator
 from .device import synchronize
 from .layers import Layer
+from .linear_cross_entropy import linear_cross_entropy
 from .losses import cross_entropy_forward_backward
 from .train import train_step
 
@@ -213,8 +214,6 @@ def output_layer_means(input: Tensor, linear_weight: Tensor, target: Tensor,
         (True, True)
         >>> dist.destroy_process_group()
     """
-    from .linear_cross_entropy import linear_cross_entropy
-
     w = linear_weight.detach().requires_grad_(True)
     shards = _shards(input, group)
     mine = shards[dist.get_rank(group)]
