@@ -91,6 +91,8 @@ gpu-check: venv data
 	$(BIN)/python benchmarks/cross_entropy.py --device cuda > $(GPU_CHECK)/cross_entropy.json
 	$(BIN)/python benchmarks/time_to_accuracy.py --device cuda > $(GPU_CHECK)/time_to_accuracy.json
 	$(BIN)/python benchmarks/kernel_cross_entropy.py > $(GPU_CHECK)/kernel_cross_entropy.json
+	$(BIN)/python benchmarks/linear_cross_entropy.py --device cuda > $(GPU_CHECK)/linear_cross_entropy.json
+	$(BIN)/python benchmarks/linear_cross_entropy.py --device cuda --llama --dtype bfloat16 > $(GPU_CHECK)/linear_cross_entropy_bf16.json
 	cat $(GPU_CHECK)/*.json
 
 bootstrap-cells: venv

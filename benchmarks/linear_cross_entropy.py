@@ -42,6 +42,9 @@ from byhand.memory import memory_method, peak_bytes
 FULL_CASES = ((1024, 512, 32768), (2048, 512, 32768), (4096, 512, 32768),
               (4096, 512, 8192), (4096, 512, 16384))
 QUICK_CASES = ((256, 64, 2048), (512, 64, 4096))
+# Llama 3's output layer (H = 4096, V = 128256) scaled down 32 times, N/H = 1, 2, 4, 8
+LLAMA_CASES = tuple((r * 128, 128, 4008) for r in (1, 2, 4, 8))
+LLAMA_GPU_CASES = tuple((r * 4096, 4096, 128256) for r in (1, 2))
 GOAL_MEMORY_VS_NAIVE = 0.25  # byhand's peak extra memory at most this fraction of naive's
 GOAL_MEMORY_VS_TORCH = 1.0  # ... and no more than PyTorch's chunked path (auto)
 GOAL_TIME_VS_NAIVE = 1.2  # byhand's time at most this multiple of naive's
@@ -50,12 +53,13 @@ Result = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def contestants(
-    n: int, h: int, v: int, device: torch.device, seed: int
+    n: int, h: int, v: int, device: torch.device, seed: int,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[dict[str, Callable[[], Result]], Callable[[], None], int]:
     """The four ways to get loss and gradients, a function that frees the gradients, byhand's chunk."""
     gen = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, h, generator=gen).to(device).requires_grad_(True)
-    w = (torch.randn(v, h, generator=gen) / h**0.5).to(device).requires_grad_(True)
+    a = torch.randn(n, h, generator=gen).to(device, dtype).requires_grad_(True)
+    w = (torch.randn(v, h, generator=gen) / h**0.5).to(device, dtype).requires_grad_(True)
     y = torch.randint(0, v, (n,), generator=gen).to(device)
     chunk = default_chunk_size(n, h)
 
@@ -90,15 +94,42 @@ def _timed(fn: Callable[[], Result], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _torch_auto_chunk(n: int, h: int, v: int, device: torch.device) -> int:
+def _torch_auto_chunk(n: int, h: int, v: int, device: torch.device, dtype: torch.dtype) -> int:
     options = torch.nn.LinearCrossEntropyOptions()._adjust(
-        num_batches=n, in_features=h, num_classes=v, dtype=torch.float32, device=device)
+        num_batches=n, in_features=h, num_classes=v, dtype=dtype, device=device)
     return int(options.batch_chunk_size)
 
 
+def _evaluation(n: int, h: int, v: int, device: torch.device, dtype: torch.dtype,
+                seed: int, repeats: int) -> dict[str, float]:
+    """Median seconds of the loss alone under no_grad: byhand and naive PyTorch."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, h, generator=gen).to(device, dtype)
+    w = (torch.randn(v, h, generator=gen) / h**0.5).to(device, dtype)
+    y = torch.randint(0, v, (n,), generator=gen).to(device)
+    fns = {"naive": lambda: F.cross_entropy(F.linear(a, w), y),
+           "byhand": lambda: byhand.linear_cross_entropy(a, w, y)}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    with torch.no_grad():
+        for fn in fns.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                synchronize(device)
+                start = time.perf_counter()
+                fn()
+                synchronize(device)
+                samples[name].append(time.perf_counter() - start)
+    times = {name: statistics.median(s) for name, s in samples.items()}
+    return {**{f"{k}_s": t for k, t in times.items()},
+            "byhand_over_naive": times["byhand"] / times["naive"]}
+
+
 def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,
-             seed: int) -> dict[str, Any]:
-    fns, clear, chunk = contestants(n, h, v, device, seed)
+             seed: int, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    fns, clear, chunk = contestants(n, h, v, device, seed, dtype)
+    tolerance = {"rtol": 1e-4, "atol": 1e-6} if dtype == torch.float32 else {
+        "rtol": 5e-2, "atol": 5e-3}
 
     # The same numbers first (this call is also each contestant's warm-up).
     reference = fns["naive"]()
@@ -108,10 +139,10 @@ def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,
         got = fn()
         for what, ours, ref in zip(("loss", "grad_input", "grad_weight"), got, reference,
                                    strict=True):
-            check = byhand.compare(what, ours, ref, rtol=1e-4, atol=1e-6)
+            check = byhand.compare(what, ours.float(), ref.float(), **tolerance)
             if not check.close:
                 raise AssertionError(f"{name} (N={n}, H={h}, V={v}): {check}")
-        max_diff[name] = max(float((o - r).abs().max()) for o, r in zip(got, reference,
+        max_diff[name] = max(float((o.float() - r.float()).abs().max()) for o, r in zip(got, reference,
                                                                           strict=True))
     del reference
     clear()
@@ -135,10 +166,10 @@ def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,
     vs_torch = peaks["byhand"] / peaks["torch_auto"]
     time_vs_naive = times["byhand"] / times["naive"]
     return {
-        "N": n, "H": h, "V": v, "dtype": "float32",
-        "logits_bytes": n * v * 4,
+        "N": n, "H": h, "V": v, "dtype": str(dtype).removeprefix("torch."),
+        "logits_bytes": n * v * dtype.itemsize,
         "byhand_chunk_size": chunk,
-        "torch_auto_chunk_size": _torch_auto_chunk(n, h, v, device),
+        "torch_auto_chunk_size": _torch_auto_chunk(n, h, v, device, dtype),
         "repeats": repeats,
         "median_s": times,
         "min_s": {name: min(s) for name, s in samples.items()},
@@ -149,6 +180,7 @@ def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,
         "memory_byhand_over_torch_same": peaks["byhand"] / peaks["torch_same"],
         "time_byhand_over_naive": time_vs_naive,
         "time_byhand_over_torch_auto": times["byhand"] / times["torch_auto"],
+        "no_grad": _evaluation(n, h, v, device, dtype, seed, repeats),
         "goals": {
             "memory_vs_naive": vs_naive <= GOAL_MEMORY_VS_NAIVE,
             "memory_vs_torch_auto": vs_torch <= GOAL_MEMORY_VS_TORCH,
@@ -174,6 +206,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", nargs="+", type=_size, default=None, metavar="NxHxV",
                         help="the cases to run instead of the default ones, e.g. 4096x512x32768")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="the inputs' dtype (default float32)")
+    parser.add_argument("--llama", action="store_true",
+                        help="Llama-like proportions: H = 128, V = 4008, N/H 1-8 (on CUDA "
+                             "also H = 4096, V = 128256)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for the CPU (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -181,16 +218,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = byhand.pick_device(args.device)
     cases = args.sizes or (QUICK_CASES if args.quick else FULL_CASES)
+    if args.llama and not args.sizes:
+        cases = LLAMA_CASES + (LLAMA_GPU_CASES if device.type == "cuda" else ())
+    dtype = getattr(torch, args.dtype)
     repeats = args.repeats or (3 if args.quick else 5)
     torch.manual_seed(args.seed)
 
     results = []
     for n, h, v in cases:
-        results.append(run_case(n, h, v, device, repeats, args.seed))
+        results.append(run_case(n, h, v, device, repeats, args.seed, dtype))
         print(f"done: N={n}, H={h}, V={v}", file=sys.stderr, flush=True)
     report = {
         "benchmark": "linear_cross_entropy",
-        "what": "forward + backward of linear + mean cross-entropy (float32, no bias): "
+        "dtype": args.dtype,
+        "what": f"forward + backward of linear + mean cross-entropy ({args.dtype}, no bias): "
                 "naive F.linear + F.cross_entropy, byhand.linear_cross_entropy, "
                 "F.linear_cross_entropy with LinearCrossEntropyOptions (auto and same chunk)",
         "quick": args.quick,

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+import byhand
 import byhand.data
 import byhand.distributed
 import byhand.train
@@ -115,7 +116,43 @@ def _gradient_cases() -> dict[str, dict[str, float]]:
                        "naive_parameters": _max_abs(naive_params - one_params),
                        "ddp_vs_naive": _max_abs(ddp - naive_params)}
         out[name] = result
+    out["every target ignored"] = _all_ignored(rank, world)
+    out["linear_cross_entropy with denominator"] = _linear_denominator(rank, world)
     return out
+
+
+def _all_ignored(rank: int, world: int) -> dict[str, float]:
+    """Every target on every rank ignored: NaN loss and zero gradients, as in one process."""
+    x, target, kwargs = _problem(8, {"ignore": list(range(8))})
+    logits = mlp([6, 4, C], dtype=torch.float64, seed=1).forward(x)
+    one = logits.detach().requires_grad_(True)
+    torch.nn.functional.cross_entropy(one, target, ignore_index=IGNORE).backward()
+    mine = shard(torch.arange(8), rank, world)
+    loss, grad = global_cross_entropy(logits[mine], target[mine], **kwargs)
+    assert one.grad is not None
+    return {"loss_is_nan": float(torch.isnan(loss)), "grad": _max_abs(grad),
+            "torch_grad": _max_abs(one.grad)}
+
+
+def _linear_denominator(rank: int, world: int) -> dict[str, float]:
+    """byhand.linear_cross_entropy per rank with denominator= the global count, summed."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(9, 4, generator=gen, dtype=torch.float64)
+    w = torch.randn(7, 4, generator=gen, dtype=torch.float64).requires_grad_(True)
+    y = torch.randint(0, 7, (9,), generator=gen)
+    y[[0, 1, 2]] = IGNORE  # rank 0 counts fewer targets than rank 1
+    one = byhand.linear_cross_entropy(a, w, y)
+    (one_grad,) = torch.autograd.grad(one, [w])
+    mine = shard(torch.arange(9), rank, world)
+    count = counted_weight(a[mine].new_zeros(len(mine), 7), y[mine])
+    dist.all_reduce(count)
+    loss = byhand.linear_cross_entropy(a[mine], w, y[mine], denominator=count)
+    (grad,) = torch.autograd.grad(loss, [w])
+    naive = byhand.linear_cross_entropy(a[mine], w, y[mine]).detach() / world
+    for t in (loss, grad, naive):
+        dist.all_reduce(t)
+    return {"loss": abs(float(loss - one)), "grad": _max_abs(grad - one_grad),
+            "naive_loss": abs(float(naive - one))}
 
 
 def _raises_on_rank_1() -> None:
@@ -198,6 +235,20 @@ def test_global_mean_gives_the_one_process_gradient(two_ranks, name: str) -> Non
         assert figures["loss"] <= 1e-14
         assert figures["logits"] <= 1e-15
         assert figures["parameters"] <= 1e-14
+
+
+def test_every_target_ignored_on_every_rank(two_ranks) -> None:
+    for rank in two_ranks:
+        figures = rank["every target ignored"]
+        assert figures["loss_is_nan"] == 1.0  # 0/0, as PyTorch's mean of nothing
+        assert figures["grad"] == 0.0 == figures["torch_grad"]
+
+
+def test_linear_cross_entropy_with_denominator_sums_to_the_global_mean(two_ranks) -> None:
+    for rank in two_ranks:
+        figures = rank["linear_cross_entropy with denominator"]
+        assert figures["loss"] <= 1e-14 and figures["grad"] <= 1e-14
+        assert figures["naive_loss"] > 1e-3  # the average of the two local means
 
 
 @pytest.mark.parametrize("name", [n for n, (rows, _, _) in CASES.items() if rows > 1])

@@ -231,8 +231,10 @@ def test_no_tensor_of_n_by_v_numbers_is_ever_allocated() -> None:
     gradients = (n * h + v * h) * 4
     assert ours <= gradients + 3 * chunk * v * 4, (ours, gradients)
     assert ours < logits_bytes / 4
-    # a handful of (chunk, block) temporaries: logits, target block, products, exponentials
-    assert online <= gradients + 6 * chunk * 512 * 4, (online, gradients)
+    # the forward's gradients and their scaled copy (the backward works out of place,
+    # so that it runs under is_grads_batched), and a handful of (chunk, block)
+    # temporaries: logits, target block, products, exponentials
+    assert online <= 2 * gradients + 6 * chunk * 512 * 4, (online, gradients)
     assert online < ours
 
 

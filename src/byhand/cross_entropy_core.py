@@ -64,7 +64,10 @@ __all__ = [
     "positions_like",
     "reduce",
     "require_scalar_reduction",
+    "row_mask",
     "smoothing_per_class",
+    "soft_cap",
+    "soft_cap_backward",
     "softmax_parts",
     "target_indices",
     "target_weight",
@@ -72,6 +75,8 @@ __all__ = [
     "unbatched",
     "upstream",
     "validate",
+    "z_loss",
+    "z_loss_gradient",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -81,16 +86,26 @@ _INDEX_DTYPES = (torch.int64, torch.uint8)
 
 @dataclass(frozen=True)
 class CrossEntropyOptions:
-    """The options of one cross-entropy call, as :func:`torch.nn.functional.cross_entropy` names them.
+    r"""The options of one cross-entropy call, as :func:`torch.nn.functional.cross_entropy` names them.
 
     One object instead of loose positionals: every function of this module that needs
     an option takes it. Further options of the same loss (a logit soft cap, a z-loss
     scale, a global ``mean`` denominator) belong here as new fields with neutral
     defaults, so no signature changes when they come.
 
+    The fields beyond PyTorch's, each neutral by default:
+
+    * ``softcap`` :math:`c`: the logits are capped to :math:`c\tanh(x_{nj}/c)` before
+      the softmax (Gemma 2); None leaves them alone.
+    * ``lse_square_scale`` :math:`\lambda`: the z-loss :math:`\lambda\,\mu_n
+      \operatorname{lse}_n^2` is added to each :math:`L_n` (PaLM); 0 adds nothing.
+    * ``denominator`` :math:`D`: what ``mean`` divides by instead of the local
+      :math:`\sum_n \mu_n w_{y_n}` (a tensor or a number), so that per-rank means add
+      up to the global one; None divides by the local count.
+
     Examples:
-        >>> CrossEntropyOptions(label_smoothing=0.1)
-        CrossEntropyOptions(weight=None, ignore_index=-100, label_smoothing=0.1, reduction='mean')
+        >>> CrossEntropyOptions(label_smoothing=0.1)  # doctest: +ELLIPSIS
+        CrossEntropyOptions(weight=None, ignore_index=-100, label_smoothing=0.1, reduction='mean', ...)
         >>> CrossEntropyOptions().plain, CrossEntropyOptions(label_smoothing=0.1).plain
         (True, False)
     """
@@ -99,6 +114,9 @@ class CrossEntropyOptions:
     ignore_index: int = -100
     label_smoothing: float = 0.0
     reduction: Reduction = "mean"
+    softcap: float | None = None
+    lse_square_scale: float = 0.0
+    denominator: Tensor | float | None = None
 
     @property
     def plain(self) -> bool:
@@ -415,6 +433,8 @@ def denominator(x: Tensor, target: Tensor, options: CrossEntropyOptions) -> Tens
         >>> denominator(x, y, CrossEntropyOptions(weight=torch.tensor([1.0, 1.0, 0.5])))
         tensor(2.)
     """
+    if options.denominator is not None:
+        return options.denominator
     if target.is_floating_point():
         return x.numel() // x.shape[1] if x.numel() else 0
     y, keep = target_indices(target, options.ignore_index)
@@ -532,3 +552,74 @@ def input_gradient(s: Tensor, g: Tensor, target: Tensor, options: CrossEntropyOp
     if options.plain and not target.is_floating_point():
         return plain_grad_from_softmax(s, g, target, options.ignore_index, overwrite=overwrite)
     return grad_from_softmax(s, g, target, options, overwrite=overwrite)
+
+
+# ------------------------------------------- beyond PyTorch: soft cap and z-loss
+
+
+def row_mask(target: Tensor, options: CrossEntropyOptions, dtype: torch.dtype) -> Tensor:
+    r""":math:`\mu_n`, 1 for a position that counts and 0 for an ignored one (all 1 for probabilities).
+
+    Examples:
+        >>> row_mask(torch.tensor([2, -100]), CrossEntropyOptions(), torch.float32)
+        tensor([1., 0.])
+    """
+    if target.is_floating_point():
+        return torch.ones(target.shape[0], dtype=dtype, device=target.device)
+    return (target.long() != options.ignore_index).to(dtype)
+
+
+def soft_cap(x: Tensor, cap: float | None) -> Tensor:
+    r"""Cap the logits in place: :math:`x_{nj} \leftarrow c\tanh(x_{nj}/c)` (``cap`` None: unchanged).
+
+    The capped logits lie in :math:`(-c, c)`, are close to :math:`x` where
+    :math:`|x| \ll c`, and keep their order.
+
+    Examples:
+        >>> soft_cap(torch.tensor([0.5, 100.0, -100.0]), 30.0)
+        tensor([  0.5000,  29.9237, -29.9237])
+    """
+    return x if cap is None else x.div_(cap).tanh_().mul_(cap)
+
+
+def soft_cap_backward(grad: Tensor, capped: Tensor, cap: float | None) -> Tensor:
+    r"""Chain the capped logits' gradient to the raw logits, in place on ``grad``.
+
+    With :math:`x' = c\tanh(x/c)`, :math:`\partial x'/\partial x = 1 - \tanh^2(x/c) =
+    1 - (x'/c)^2`, so :math:`\partial L/\partial x_{nj} = G'_{nj}\,(1 - (x'_{nj}/c)^2)`:
+    it needs only the capped logits.
+
+    Examples:
+        >>> soft_cap_backward(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 15.0]), 30.0)
+        tensor([1.0000, 0.7500])
+    """
+    if cap is None:
+        return grad
+    return grad.mul_(1 - (capped / cap).square())
+
+
+def z_loss(lse: Tensor, mask: Tensor, scale: float) -> Tensor:
+    r"""The z-loss of each position, :math:`\lambda\,\mu_n \operatorname{lse}_n^2`.
+
+    It pulls :math:`\operatorname{lse}_n = \log\sum_k e^{x_{nk}}` towards 0, so the
+    logits stay where half precision is accurate. An ignored position adds 0.
+
+    Examples:
+        >>> z_loss(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.0]), 1e-4)
+        tensor([0.0004, 0.0000])
+    """
+    return torch.where(mask > 0, scale * lse.square() * mask, 0.0)
+
+
+def z_loss_gradient(s: Tensor, g: Tensor, mask: Tensor, lse: Tensor, scale: float) -> Tensor:
+    r""":math:`\partial(\lambda\mu_n\operatorname{lse}_n^2)/\partial x_{nj}\cdot g_n =
+    2\lambda\, g_n \mu_n \operatorname{lse}_n\, s_{nj}` (a new tensor).
+
+    Examples:
+        >>> s = torch.tensor([[0.25, 0.75]])
+        >>> z_loss_gradient(s, torch.ones(1), torch.ones(1), torch.tensor([2.0]), 0.5)
+        tensor([[0.5000, 1.5000]])
+    """
+    factor = torch.where(mask > 0, 2 * scale * g * mask * lse, 0.0)
+    return s * factor.unsqueeze(1)
+

@@ -45,6 +45,7 @@ from torch import Tensor
 from .cross_entropy_core import CrossEntropyOptions, batched, denominator
 from .device import synchronize
 from .layers import Layer
+from .linear_cross_entropy import linear_cross_entropy
 from .losses import cross_entropy_forward_backward
 from .train import train_step
 
@@ -56,6 +57,7 @@ __all__ = [
     "flat_parameters",
     "global_cross_entropy",
     "naive_cross_entropy",
+    "output_layer_means",
     "ring_all_reduce_bytes",
     "ring_all_reduce_seconds",
     "shard",
@@ -162,7 +164,10 @@ def global_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     totals = torch.stack([loss_sum.to(input.dtype),
                           counted_weight(input, target, weight, ignore_index)])
     dist.all_reduce(totals, group=group)
-    return totals[0] / totals[1], grad.div_(totals[1])
+    # D = 0 only when every weight that counts is 0 (every target ignored, say): the
+    # gradient is then 0 already, and stays 0, as in one process, instead of 0/0.
+    safe = torch.where(totals[1] == 0, torch.ones_like(totals[1]), totals[1])
+    return totals[0] / totals[1], grad.div_(safe)
 
 
 def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -189,6 +194,51 @@ def naive_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = N
     total = local.detach().clone()
     dist.all_reduce(total, group=group)
     return total / world_size, grad.div_(world_size)
+
+
+def output_layer_means(input: Tensor, linear_weight: Tensor, target: Tensor,
+                       group: Any = None) -> dict[str, Tensor]:
+    r"""Worker: the mean of :func:`byhand.linear_cross_entropy` over all ranks' rows, two ways.
+
+    Every rank holds the whole batch and takes its :func:`shard`. ``"global"`` divides
+    this rank's sum by the all-reduced count :math:`D` (``denominator=``), so the
+    all-reduced losses and weight gradients are the one-process mean's; ``"naive"``
+    averages the ranks' local means, as ``DistributedDataParallel`` does. Each entry is
+    ``(loss, weight gradient)`` after the all-reduce; ``"one"`` is one process's.
+
+    Examples:
+        >>> dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        >>> a, w, y = torch.randn(4, 3), torch.randn(5, 3), torch.tensor([0, 4, -100, 2])
+        >>> out = output_layer_means(a, w, y)
+        >>> torch.allclose(out["global"], out["one"]), torch.allclose(out["naive"], out["one"])
+        (True, True)
+        >>> dist.destroy_process_group()
+    """
+    w = linear_weight.detach().requires_grad_(True)
+    shards = _shards(input, group)
+    mine = shards[dist.get_rank(group)]
+
+    def loss_and_grad(rows: Tensor, **kwargs: Any) -> Tensor:
+        loss = linear_cross_entropy(input[rows], w, target[rows], **kwargs)
+        (grad,) = torch.autograd.grad(loss, [w])
+        return torch.cat([loss.detach().reshape(1), grad.flatten()])
+
+    count = counted_weight(input[mine].new_zeros(len(mine), w.shape[0]), target[mine])
+    dist.all_reduce(count, group=group)
+    out = {"global": loss_and_grad(mine, denominator=count),
+           "naive": loss_and_grad(mine) / dist.get_world_size(group)}
+    for t in out.values():
+        dist.all_reduce(t, group=group)
+    out["one"] = loss_and_grad(torch.arange(input.shape[0]))
+    out["counted"] = count.new_tensor([float(counted_weight(
+        input[r].new_zeros(len(r), w.shape[0]), target[r])) for r in shards])
+    return out
+
+
+def _shards(input: Tensor, group: Any) -> list[Tensor]:
+    """Every rank's rows of ``input``, in rank order."""
+    world = dist.get_world_size(group)
+    return [shard(torch.arange(input.shape[0]), rank, world) for rank in range(world)]
 
 
 # --------------------------------------------------------------------- the gradients

@@ -29,41 +29,42 @@ chunked too (``vocab_chunk_size``): the log-sum-exp of a row is then accumulated
 by block with the online rule of :func:`logsumexp_update`, and each block of logits is
 computed twice, once for the log-sum-exp and once for the gradient.
 
-As in :mod:`byhand.losses`, nothing waits for the device: target values are checked
-only on the CPU, and whether a row is ignored is a mask, never a branch on the host.
-For ``float16`` and ``bfloat16`` the logits, losses and gradients are computed in
-``float32`` (the gradients accumulated over the chunks in ``float32`` too) and each
-result is rounded once to the input's dtype.
+The sweep itself lives in :mod:`byhand.chunked_sweep`; this module checks the
+arguments, reads PyTorch's ``options=`` (:class:`torch.nn.LinearCrossEntropyOptions`),
+unfolds a K-dimensional ``linear_weight``, follows :func:`torch.autocast`, and wraps
+the sweep in an autograd function. As in :mod:`byhand.losses`, nothing waits for the
+device: target values are checked only on the CPU, and whether a row is ignored is a
+mask, never a branch on the host. In ``bfloat16`` and ``float16`` the matmuls run in the
+input's dtype and the log-sum-exp, the losses and the weight gradient's sum over chunks
+in ``float32`` (see :mod:`byhand.chunked_sweep`); every result is rounded once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
+from .chunked_sweep import logits as chunk_logits
 from .cross_entropy_core import (
-    CrossEntropyOptions,
     Reduction,
     denominator,
-    effective_target,
-    input_gradient,
     loss_dtype,
     no_target_grad,
-    per_sample_loss,
-    reduce,
     require_scalar_reduction,
     softmax_parts,
+    total,
     upstream,
     validate,
 )
-from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
-from .softmax import logsumexp_update, online_logsumexp, opmath_dtype
+from .errors import ArgumentValueError
+from .linear_ce_arguments import check_linear, options_from, prepare
+from .softmax import logsumexp_update, online_logsumexp
 
 __all__ = [
     "LinearCrossEntropy",
@@ -77,303 +78,186 @@ __all__ = [
 ]
 
 _FN = "linear_cross_entropy"
-Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
-
-
-class Needs(NamedTuple):
-    """Which gradients a backward computes: ``Needs(linear_weight=False)`` skips :math:`\\partial W`.
-
-    A plain ``(bool, bool, bool)`` tuple, in the order of the inputs, works too.
-
-    Examples:
-        >>> Needs(linear_bias=False)
-        Needs(input=True, linear_weight=True, linear_bias=False)
-    """
-
-    input: bool = True
-    linear_weight: bool = True
-    linear_bias: bool = True
-
-
 ALL_GRADIENTS = Needs()
+_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "chunk_size", "vocab_chunk_size",
+             "softcap", "lse_square_scale", "denominator", "result_dtype")
 
 
-# ----------------------------------------------------------------------------- checks
+def _result_dtype(p: Sweep, settings: dict[str, Any]) -> torch.dtype:
+    """The loss's dtype: PyTorch's for these inputs, or float32 under autocast."""
+    given = settings.get("result_dtype")
+    if given is not None:
+        return torch.promote_types(given, p.loss_dtype) if p.t.is_floating_point() else given
+    return loss_dtype(p.a, p.t, p.options.weight)
 
 
-@dataclass(frozen=True)
-class _Request:
-    """The loss's options and how the call splits its work: rows per chunk, classes per block."""
-
-    options: CrossEntropyOptions
-    rows: int | None
-    vocab: int | None
-
-
-def _check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
-    """Shapes and dtypes of the linear layer's three tensors."""
-    if not input.is_floating_point():
-        raise UnsupportedDTypeError(
-            f"{_FN}: input must be a floating-point tensor; got dtype {input.dtype}")
-    if input.dim() not in (1, 2):
-        raise ArgumentValueError(f"{_FN}: input must have shape (H,) or (N, H); "
-                                 f"got shape {tuple(input.shape)}")
-    if linear_weight.dim() != 2:
-        raise ArgumentValueError(f"{_FN}: linear_weight must have shape (V, H); "
-                                 f"got shape {tuple(linear_weight.shape)}")
-    if linear_weight.shape[1] != input.shape[-1]:
-        raise ArgumentValueError(
-            f"{_FN}: linear_weight must have shape (V, {input.shape[-1]}) to match input's "
-            f"last dimension H={input.shape[-1]}; got shape {tuple(linear_weight.shape)}"
-        )
-    for name, t in (("linear_weight", linear_weight), ("linear_bias", linear_bias)):
-        if t is not None and t.dtype != input.dtype:
-            raise ArgumentTypeError(f"{_FN}: {name} must have input's dtype {input.dtype}; "
-                                    f"got {t.dtype}")
-    n_classes = linear_weight.shape[0]
-    if linear_bias is not None and tuple(linear_bias.shape) != (n_classes,):
-        raise ArgumentValueError(f"{_FN}: linear_bias must have shape ({n_classes},); "
-                                 f"got shape {tuple(linear_bias.shape)}")
+def _reduce(per: Tensor, p: Sweep, like: Tensor, dtype: torch.dtype) -> Tensor:
+    """Sum (and divide) the per-row losses in their working dtype; round once to ``dtype``."""
+    reduction = p.options.reduction
+    if reduction == "none":
+        return per.to(dtype)
+    summed = total(per)
+    if reduction == "mean":
+        summed = summed / denominator(like, p.t, p.options)
+    return summed.to(dtype)
 
 
-def _check(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-           request: _Request) -> Tensor:
-    """Validate every argument; return the logits' stand-in.
+def _finish(grads: Grads, p: Sweep, unbatched: bool, scale: Tensor | None = None) -> Grads:
+    """Round the gradients once to their parameters' dtypes (times ``scale``, out of place)."""
+    dtypes = (p.a.dtype, p.w.dtype, None if p.b is None else p.b.dtype)
 
-    The stand-in has the logits' shape ``(N, V)`` (``(V,)`` unbatched) and the input's
-    dtype but a single element of storage (all strides 0), so :func:`validate` runs
-    on it without any logits being formed.
-    """
-    _check_linear(input, linear_weight, linear_bias)
-    for name, size in (("chunk_size", request.rows), ("vocab_chunk_size", request.vocab)):
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
-    like = input.new_empty(()).expand(*input.shape[:-1], linear_weight.shape[0])
-    validate(_FN, like, target, request.options)
-    return like
-
-
-def _request(target: Tensor, logits_shape: tuple[int, ...], settings: dict[str, Any]) -> _Request:
-    """The request of a call from its keyword ``settings`` (``weight``, ``reduction``, ...).
-
-    ``ignore_index`` None means -100, and is the only value allowed for probabilities.
-    """
-    ignore_index = settings["ignore_index"]
-    if target.shape == logits_shape and ignore_index is not None:
-        raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
-                                 f"targets; got ignore_index={ignore_index}")
-    options = CrossEntropyOptions(settings["weight"], -100 if ignore_index is None else ignore_index,
-                                  settings["label_smoothing"], settings["reduction"])
-    return _Request(options, settings["chunk_size"], settings["vocab_chunk_size"])
-
-
-def default_chunk_size(n_rows: int, in_features: int) -> int:
-    r"""Rows per chunk when ``chunk_size`` is None: :math:`H/2`, at least 32, at most :math:`N`.
-
-    A chunk's logits, ``(chunk_size, V)``, are then at most half the size of the weight
-    gradient ``(V, H)`` that the call returns anyway, whatever the vocabulary size.
-
-    Examples:
-        >>> default_chunk_size(4096, 512), default_chunk_size(4096, 16), default_chunk_size(10, 512)
-        (256, 32, 10)
-    """
-    return max(1, min(n_rows, max(32, in_features // 2)))
-
-
-def _spans(total: int, size: int) -> list[slice]:
-    return [slice(lo, min(lo + size, total)) for lo in range(0, total, size)]
-
-
-# --------------------------------------------------------------------- the chunked core
-
-
-@dataclass(frozen=True)
-class _Chunked:
-    """A batched call in the working precision (float32 for half inputs), ready to chunk.
-
-    ``loss_dtype`` is the dtype of the per-row losses: the working one, promoted with the
-    target's and weight's for probabilities, as in :func:`byhand.losses.cross_entropy`.
-    """
-
-    a: Tensor
-    w: Tensor
-    b: Tensor | None
-    t: Tensor
-    loss_dtype: torch.dtype
-    request: _Request
-
-    @property
-    def options(self) -> CrossEntropyOptions:
-        """The loss's options."""
-        return self.request.options
-
-
-def _logits(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    r""":math:`x_{nj} = \sum_p a_{np} W_{jp} + b_j` for a block of rows and columns."""
-    return a @ w.t() if b is None else torch.addmm(b, a, w.t())
-
-
-def _pass_gradient(grad: Tensor, a: Tensor, w: Tensor, rows: slice, cols: slice,
-                   out: Grads, first: bool) -> None:
-    r"""Add one block :math:`G` of the logits' gradient into the three gradients.
-
-    :math:`\partial a_{np} \mathrel{+}= \sum_j G_{nj} W_{jp}`,
-    :math:`\partial W_{jp} \mathrel{+}= \sum_n G_{nj} a_{np}`,
-    :math:`\partial b_j \mathrel{+}= \sum_n G_{nj}`.
-    """
-    d_input, d_weight, d_bias = out
-    if d_input is not None:
-        if first:
-            torch.mm(grad, w, out=d_input[rows])
-        else:
-            d_input[rows].addmm_(grad, w)
-    if d_weight is not None:
-        d_weight[cols].addmm_(grad.t(), a)
-    if d_bias is not None:
-        d_bias[cols] += grad.sum(0)
-
-
-_RowsFn = Callable[[_Chunked, slice, "Tensor | None", Grads], Tensor]
-
-
-def _rows_whole_vocab(p: _Chunked, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
-    """Loss (and gradients) of a chunk of rows, all classes at once, with the core's formulas."""
-    a, t = p.a[rows], p.t[rows]
-    x = _logits(a, p.w, p.b)
-    shift, e, sums = softmax_parts(x)
-    per = per_sample_loss(x, shift, sums.log(), t, p.options)
-    del x, shift
-    if g is not None:
-        grad = input_gradient(e.div_(sums), g, t, p.options, overwrite=True)
-        _pass_gradient(grad, a, p.w, rows, slice(0, p.w.shape[0]), out, first=True)
-    return per
-
-
-def _rows_online(p: _Chunked, rows: slice, g: Tensor | None, out: Grads) -> Tensor:
-    r"""Loss (and gradients) of a chunk of rows, the classes in blocks (online log-sum-exp).
-
-    With :math:`T_n = \sum_k \tilde t_{nk}`, the loss is :math:`L_n = T_n
-    \operatorname{lse}_n - \sum_k \tilde t_{nk} x_{nk}` and the logits' gradient
-    :math:`G_{nj} = g_n(s_{nj} T_n - \tilde t_{nj})`: one pass over the blocks for
-    :math:`\operatorname{lse}_n`, :math:`T_n` and :math:`\sum_k \tilde t_{nk}(x_{nk} - \hat m_n)`
-    (:math:`\hat m_n`, the first block's maximum, keeps the subtraction at the scale of the
-    loss), a second pass for :math:`G`.
-    """
-    a, t = p.a[rows], p.t[rows]
-    n_rows, n_classes = a.shape[0], p.w.shape[0]
-    like = a.new_empty(()).expand(n_rows, n_classes)
-    blocks = _spans(n_classes, p.request.vocab or n_classes)
-
-    def block(cols: slice) -> tuple[Tensor, Tensor]:
-        bias = None if p.b is None else p.b[cols]
-        return (_logits(a, p.w[cols], bias),
-                effective_target(t, p.options, like, cols, n_classes))
-
-    m = a.new_full((n_rows, 1), -math.inf)
-    r = a.new_zeros(n_rows, 1)
-    tx = a.new_zeros(n_rows, dtype=p.loss_dtype)
-    total = a.new_zeros(n_rows, dtype=p.loss_dtype)
-    ref = m  # the first block's maximum, once it is known
-    for i, cols in enumerate(blocks):
-        x, q = block(cols)
-        m, r = logsumexp_update(m, r, x)
-        ref = m if i == 0 else ref
-        tx += (q * (x - ref)).sum(1)
-        total += q.sum(1)
-    lse = m + r.log()
-    per = total * (lse - ref).squeeze(1) - tx
-    if g is not None:
-        scale = total.to(a.dtype).unsqueeze(1)
-        for i, cols in enumerate(blocks):
-            x, q = block(cols)
-            grad = x.sub_(lse).exp_().mul_(scale).sub_(q).mul_(g.unsqueeze(1))
-            _pass_gradient(grad, a, p.w[cols], rows, cols, out, first=i == 0)
-    return per
-
-
-def _run(p: _Chunked, g: Tensor | None, needs: Needs) -> tuple[Tensor, Grads]:
-    """Per-row losses (dtype ``p.loss_dtype``) and, when ``g`` (one per row) is given, the
-    gradients, in the working precision."""
-    n_rows, n_classes = p.a.shape[0], p.w.shape[0]
-    chunk = p.request.rows or default_chunk_size(n_rows, p.a.shape[1])
-    vocab = p.request.vocab
-    rows_fn: _RowsFn = (_rows_online if vocab is not None and vocab < n_classes
-                        else _rows_whole_vocab)
-    wanted = Needs(*needs) if g is not None else Needs(False, False, False)
-    out: Grads = (
-        p.a.new_empty(p.a.shape) if wanted.input else None,
-        torch.zeros_like(p.w) if wanted.linear_weight else None,
-        torch.zeros_like(p.b) if p.b is not None and wanted.linear_bias else None,
-    )
-    per = p.a.new_empty(n_rows, dtype=p.loss_dtype)
-    for rows in _spans(n_rows, chunk):
-        per[rows] = rows_fn(p, rows, None if g is None else g[rows], out)
-    return per, out
-
-
-def _prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
-             settings: dict[str, Any]) -> tuple[_Chunked, Tensor]:
-    """Check the arguments; return the batched call in the working precision and the
-    batched logits' stand-in (in the input's dtype)."""
-    request = _request(target, (*input.shape[:-1], linear_weight.shape[0]), settings)
-    like = _check(input, linear_weight, target, linear_bias, request)
-    work = opmath_dtype(input.dtype)
-    dtype = torch.promote_types(work, loss_dtype(like, target, request.options.weight))
-    a, t = input.to(work), target
-    if input.dim() == 1:
-        a, t, like = a.unsqueeze(0), t.unsqueeze(0), like.unsqueeze(0)
-    b = None if linear_bias is None else linear_bias.to(work)
-    return _Chunked(a, linear_weight.to(work), b, t, dtype, request), like
-
-
-def _finish(grads: Grads, dtype: torch.dtype, unbatched: bool,
-            grad_output: Tensor | None = None) -> Grads:
-    """Scale working-precision gradients by ``grad_output`` (if given), round them once
-    to ``dtype``, and drop the batch dimension of an unbatched input's gradient."""
-
-    def one(d: Tensor | None) -> Tensor | None:
-        if d is None:
+    def one(d: Tensor | None, dtype: torch.dtype | None) -> Tensor | None:
+        if d is None or dtype is None:
             return None
-        if grad_output is not None:
-            d = d.mul_(grad_output.to(d.dtype))
-        return d.to(dtype)
+        d = d.to(dtype)
+        return d if scale is None else d * scale.to(dtype)
 
-    d_input, d_weight, d_bias = (one(d) for d in grads)
+    d_input, d_weight, d_bias = (one(d, t) for d, t in zip(grads, dtypes, strict=True))
     if unbatched and d_input is not None:
         d_input = d_input.squeeze(0)
     return d_input, d_weight, d_bias
 
 
-def _loss(per: Tensor, p: _Chunked, like: Tensor) -> Tensor:
-    """Round the per-row losses once to the loss's dtype and reduce them."""
-    per = per.to(loss_dtype(like, p.t, p.options.weight))
-    return reduce(per, p.options.reduction, denominator(like, p.t, p.options))
+def _forward(p: Sweep, like: Tensor, needs: Needs,
+             settings: dict[str, Any]) -> tuple[Tensor, Tensor | None, Grads]:
+    """The loss, the reduced z-loss and, for ``mean``/``sum`` when ``needs`` any, the
+    gradients for ``grad_output = 1`` (rounded to the parameters' dtypes)."""
+    dtype = _result_dtype(p, settings)
+    reduction = p.options.reduction
+    g = None
+    if reduction != "none" and any(needs):
+        one = torch.ones((), dtype=like.dtype, device=like.device)
+        g = upstream(one, reduction, denominator(like, p.t, p.options), like.select(1, 0))
+        g = g.contiguous()
+    per, z, grads = sweep(p, g, needs)
+    z_loss = None if z is None else _reduce(z, p, like, dtype)
+    return _reduce(per, p, like, dtype), z_loss, grads
 
 
-def _scalar_loss_and_grads(p: _Chunked, like: Tensor, needs: Needs) -> tuple[Tensor, Grads]:
-    """``mean`` or ``sum`` loss and its working-precision gradients for
-    ``grad_output = 1``, in one sweep."""
-    one = torch.ones((), dtype=like.dtype, device=like.device)
-    g = upstream(one, p.options.reduction, denominator(like, p.t, p.options), like.select(1, 0))
-    per, grads = _run(p, g.to(p.a.dtype).contiguous(), needs)
-    return _loss(per, p, like), grads
+def _tangent(p: Sweep, like: Tensor, tangents: tuple[Tensor | None, ...],
+             dtype: torch.dtype) -> Tensor:
+    r"""Forward-mode derivative: :math:`\dot L_n = \sum_j U_{nj}\dot x_{nj}` with
+    :math:`U_{nj} = \partial L_n/\partial x_{nj}` and
+    :math:`\dot x = \dot a W^\top + a\dot W^\top + \dot b`, then reduced.
+
+    It forms all :math:`N \times V` logits at once: forward mode is for checking.
+    """
+    da, dw, db = tangents
+    x = chunk_logits(p, p.a)
+    parts = softmax_parts(x)
+    ones = like.new_ones(like.shape[0])
+    u = chunk_gradient(p, x if p.options.softcap else None, parts, p.t, ones, in_place=False)
+    dx = torch.zeros_like(u)
+    if da is not None:
+        dx = dx + (da.reshape(p.a.shape) @ p.w.t()).to(u.dtype)
+    if dw is not None:
+        dx = dx + (p.a @ dw.t()).to(u.dtype)
+    if db is not None:
+        dx = dx + db.to(u.dtype)
+    return _reduce((u * dx).sum(1), p, like, dtype)
+
+
+# ------------------------------------------------------------------- autograd
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``F.linear_cross_entropy`` whose forward and backward run chunk by chunk.
+
+    ``forward(input, linear_weight, linear_bias, target, weight, settings, needs)``
+    returns ``(loss, z_loss, d_input, d_weight, d_bias)``. For ``mean`` and ``sum`` the
+    gradients wanted (``needs``) for ``grad_output = 1`` are computed in the forward's
+    sweep, while each chunk's logits exist anyway, and are outputs (not differentiable);
+    the backward scales them out of place. For ``none`` the backward recomputes each
+    chunk, out of place, since it needs one ``grad_output`` per row. With nothing
+    needed, the forward computes the loss only. Out of place, the backward runs under
+    ``is_grads_batched``; :func:`torch.compile` traces it whole.
+
+    Examples:
+        >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3]], requires_grad=True)
+        >>> W, y = torch.eye(3, 2), torch.tensor([0, 2])
+        >>> settings = dict(reduction="mean", ignore_index=None, label_smoothing=0.0,
+        ...     chunk_size=1, vocab_chunk_size=None, softcap=None, lse_square_scale=0.0,
+        ...     denominator=None, result_dtype=None)
+        >>> loss = LinearCrossEntropy.apply(a, W, None, y, None, settings, Needs(True, False, False))[0]
+        >>> loss.backward()
+        >>> a.grad
+        tensor([[-0.1857,  0.0701],
+                [ 0.1710,  0.1890]])
+    """
+
+    @staticmethod
+    def forward(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
+                target: Tensor, weight: Tensor | None, settings: dict[str, Any],
+                needs: Needs) -> tuple[Tensor | None, ...]:
+        p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
+        loss, z_loss, grads = _forward(p, like, needs, settings)
+        if p.options.reduction == "none":
+            if input.dim() == 1:
+                loss = loss.squeeze(0)
+                z_loss = None if z_loss is None else z_loss.squeeze(0)
+            return loss, z_loss, None, None, None
+        return loss, z_loss, *_finish(grads, p, input.dim() == 1)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+        input, linear_weight, linear_bias, target, weight, settings, needs = inputs
+        grads = [g for g in output[1:] if g is not None]
+        ctx.mark_non_differentiable(*grads)
+        ctx.save_for_backward(input, linear_weight, linear_bias, target, weight, *output[2:])
+        ctx.save_for_forward(input, linear_weight, linear_bias, target, weight)
+        ctx.settings, ctx.needs = settings, needs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        input, linear_weight, linear_bias, target, weight, *saved = ctx.saved_tensors
+        wanted = Needs(*ctx.needs_input_grad[:3])
+        grads: list[Tensor | None]
+        if ctx.settings["reduction"] != "none":
+            grads = [None if d is None else d * grad_loss.to(d.dtype) for d in saved]
+        else:
+            p, _like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+            g = grad_loss.reshape(p.a.shape[0]).to(p.work)
+            grads = list(_finish(sweep(p, g, wanted, in_place=False).grads, p,
+                                 input.dim() == 1))
+        return (*(d if need else None for d, need in zip(grads, wanted, strict=True)),
+                None, None, None, None)
+
+
+class LinearCrossEntropyForwardAD(LinearCrossEntropy):
+    """:class:`LinearCrossEntropy` with forward-mode AD (``jvp``); used outside
+    :func:`torch.compile`, which does not trace a custom ``jvp``."""
+
+    @staticmethod
+    def jvp(ctx: Any, d_input: Tensor | None, d_weight: Tensor | None,
+            d_bias: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
+        input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
+        p, like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+        dot = _tangent(p, like, (d_input, d_weight, d_bias), _result_dtype(p, ctx.settings))
+        if p.options.reduction == "none" and input.dim() == 1:
+            dot = dot.squeeze(0)
+        return dot, None, None, None, None
 
 
 # ------------------------------------------------------------------------- public API
 
 
+def _settings(reduction: str, ignore_index: int | None, label_smoothing: float,
+              chunk_size: int | None, vocab_chunk_size: int | None, softcap: float | None,
+              lse_square_scale: float, denominator: Tensor | float | None,
+              result_dtype: torch.dtype | None = None) -> dict[str, Any]:
+    values = (reduction, ignore_index, label_smoothing, chunk_size, vocab_chunk_size,
+              softcap, lse_square_scale, denominator, result_dtype)
+    return dict(zip(_SETTINGS, values, strict=True))
+
+
 def linear_cross_entropy_forward_backward(
-    input: Tensor,
-    linear_weight: Tensor,
-    target: Tensor,
-    *,
-    linear_bias: Tensor | None = None,
-    weight: Tensor | None = None,
-    reduction: Literal["mean", "sum"] = "mean",
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    chunk_size: int | None = None,
-    vocab_chunk_size: int | None = None,
+    input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = None, weight: Tensor | None = None,
+    reduction: Literal["mean", "sum"] = "mean", ignore_index: int | None = None,
+    label_smoothing: float = 0.0, chunk_size: int | None = None,
+    vocab_chunk_size: int | None = None, softcap: float | None = None,
+    lse_square_scale: float = 0.0, denominator: Tensor | float | None = None,
 ) -> tuple[Tensor, Grads]:
     r"""The scalar loss and the gradients of ``input``, ``linear_weight`` and ``linear_bias``.
 
@@ -397,27 +281,20 @@ def linear_cross_entropy_forward_backward(
                 [ 0.3910, -0.6011]])
     """
     require_scalar_reduction(f"{_FN}_forward_backward", reduction)
-    settings = {"weight": weight, "reduction": reduction, "ignore_index": ignore_index,
-                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
-                "vocab_chunk_size": vocab_chunk_size}
-    p, like = _prepare(input, linear_weight, linear_bias, target, settings)
-    loss, grads = _scalar_loss_and_grads(p, like, ALL_GRADIENTS)
-    return loss, _finish(grads, input.dtype, input.dim() == 1)
+    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
+                         vocab_chunk_size, softcap, lse_square_scale, denominator)
+    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
+    loss, _, grads = _forward(p, like, ALL_GRADIENTS, settings)
+    return loss, _finish(grads, p, input.dim() == 1)
 
 
 def linear_cross_entropy_backward(
-    grad_output: Tensor,
-    input: Tensor,
-    linear_weight: Tensor,
-    target: Tensor,
-    *,
-    linear_bias: Tensor | None = None,
-    weight: Tensor | None = None,
-    reduction: Reduction = "mean",
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    chunk_size: int | None = None,
-    vocab_chunk_size: int | None = None,
+    grad_output: Tensor, input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = None, weight: Tensor | None = None,
+    reduction: Reduction = "mean", ignore_index: int | None = None,
+    label_smoothing: float = 0.0, chunk_size: int | None = None,
+    vocab_chunk_size: int | None = None, softcap: float | None = None,
+    lse_square_scale: float = 0.0, denominator: Tensor | float | None = None,
     needs: Needs = ALL_GRADIENTS,
 ) -> Grads:
     r"""Gradients of :func:`linear_cross_entropy` for ``input``, ``linear_weight``, ``linear_bias``.
@@ -428,10 +305,12 @@ def linear_cross_entropy_backward(
        \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np}, \quad
        \frac{\partial L}{\partial b_j} = \sum_n G_{nj},
 
-    with :math:`G_{nj} = g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})` formed one chunk
-    of rows at a time; :math:`g_n` is ``grad_output`` (per row for ``none``, divided by
-    the ``mean`` denominator for ``mean``). ``needs`` (a :class:`Needs`) skips the products
-    of gradients not wanted; a skipped gradient, and the bias gradient without a bias, is None.
+    with :math:`G_{nj} = g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})` (plus the z-loss's
+    and the soft cap's terms, :func:`byhand.chunked_sweep.chunk_gradient`) formed one
+    chunk of rows at a time; :math:`g_n` is ``grad_output`` (per row for ``none``,
+    divided by the ``mean`` denominator for ``mean``). ``needs`` (a :class:`Needs`)
+    skips the products of gradients not wanted; a skipped gradient, and the bias
+    gradient without a bias, is None.
 
     Examples:
         >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]], requires_grad=True)
@@ -447,91 +326,133 @@ def linear_cross_entropy_backward(
         >>> torch.allclose(d_a, a.grad), d_W, d_b
         (True, None, None)
     """
-    settings = {"weight": weight, "reduction": reduction, "ignore_index": ignore_index,
-                "label_smoothing": label_smoothing, "chunk_size": chunk_size,
-                "vocab_chunk_size": vocab_chunk_size}
-    p, like = _prepare(input, linear_weight, linear_bias, target, settings)
+    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
+                         vocab_chunk_size, softcap, lse_square_scale, denominator)
+    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     if reduction == "none":
-        g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.a.dtype).contiguous()
-        return _finish(_run(p, g, needs)[1], input.dtype, input.dim() == 1)
-    _, grads = _scalar_loss_and_grads(p, like, needs)
-    return _finish(grads, input.dtype, input.dim() == 1, grad_output)
+        g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.work).contiguous()
+        return _finish(sweep(p, g, needs).grads, p, input.dim() == 1)
+    _, _, grads = _forward(p, like, Needs(*needs), settings)
+    return _finish(grads, p, input.dim() == 1, grad_output)
 
 
-class LinearCrossEntropy(torch.autograd.Function):
-    """``F.linear_cross_entropy`` whose forward and backward run chunk by chunk.
+def _autocast(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None
+              ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype | None]:
+    """Under :func:`torch.autocast` for the input's device, the three tensors in its
+    dtype (differentiably: the gradients return in the parameters' dtypes) and float32,
+    the loss's dtype there, as PyTorch's ``linear`` and ``cross_entropy`` give."""
+    device = input.device.type
+    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+        return input, linear_weight, linear_bias, None
+    dtype = torch.get_autocast_dtype(device)
+    cast = [t if t is None or not t.is_floating_point() else t.to(dtype)
+            for t in (input, linear_weight, linear_bias)]
+    return cast[0], cast[1], cast[2], torch.float32  # type: ignore[return-value]
 
-    For ``mean`` and ``sum`` the gradients (for ``grad_output = 1``) are computed in
-    the forward's sweep, while each chunk's logits exist anyway, and kept in the working
-    precision; the backward only scales them and rounds them to the input's dtype. A
-    second backward of the same graph recomputes them. For ``none`` the backward
-    recomputes each chunk's logits, since it needs one ``grad_output`` per row.
 
-    Examples:
-        >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3]], requires_grad=True)
-        >>> W, y = torch.eye(3, 2), torch.tensor([0, 2])
-        >>> options = {"reduction": "mean", "ignore_index": None, "label_smoothing": 0.0,
-        ...            "chunk_size": 1, "vocab_chunk_size": None}
-        >>> loss = LinearCrossEntropy.apply(a, W, None, y, None, options)
-        >>> loss.backward()
-        >>> loss, a.grad
-        (tensor(0.8686, grad_fn=<LinearCrossEntropyBackward>), tensor([[-0.1857,  0.0701],
-                [ 0.1710,  0.1890]]))
-    """
+def _k_dimensional(input: Tensor, linear_weight: Tensor, target: Tensor,
+                   linear_bias: Tensor | None, weight: Tensor | None,
+                   settings: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+    r"""A ``(V, d1, ..., H)`` weight: one 2-D call per position :math:`d`, each dividing
+    its ``mean`` by the denominator of all positions, so the sum is the one mean."""
+    if input.dim() != 2:
+        raise ArgumentValueError(
+            f"{_FN}: a K-dimensional linear_weight {tuple(linear_weight.shape)} needs a "
+            f"batched input (N, H); got shape {tuple(input.shape)}")
+    check_linear(input, linear_weight, linear_bias)
+    n_classes, extra = linear_weight.shape[0], tuple(linear_weight.shape[1:-1])
+    positions = math.prod(extra)
+    w = linear_weight.reshape(n_classes, positions, input.shape[1])
+    b = None if linear_bias is None else linear_bias.reshape(n_classes, positions)
+    shape = (input.shape[0], n_classes, *extra)
+    probabilities = target.shape == shape
+    t = target.reshape(*target.shape[:1 + probabilities], positions)
+    validate(_FN, input.new_empty(()).expand(shape), target,
+             options_from(target, shape, weight, settings))
+    per_position = dict(settings)
+    if settings["reduction"] == "mean" and settings["denominator"] is None:
+        like = input.new_empty(()).expand(input.shape[0] * positions, n_classes)
+        flat = (t.movedim(-1, 1).reshape(-1, n_classes) if probabilities
+                else t.t().reshape(-1))
+        per_position["denominator"] = denominator(
+            like.to(torch.float32), flat, options_from(flat, like.shape, weight, settings))
+    losses, z_losses = [], []
+    for k in range(positions):
+        loss, z = _apply(input, w[:, k], t[..., k], None if b is None else b[:, k], weight,
+                         per_position)
+        losses.append(loss)
+        if z is not None:
+            z_losses.append(z)
+    z = torch.stack(z_losses, -1) if z_losses else None
+    if settings["reduction"] == "none":
+        shape = (input.shape[0], *extra)
+        return torch.stack(losses, -1).reshape(shape), None if z is None else z.reshape(shape)
+    return torch.stack(losses).sum(), None if z is None else z.sum()
 
-    @staticmethod
-    def forward(
-        ctx: Any, input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
-        target: Tensor, weight: Tensor | None, options: dict[str, Any],
-    ) -> Tensor:
-        needs = Needs(*ctx.needs_input_grad[:3])
-        ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
-        ctx.options, ctx.grads = options, None
-        p, like = _prepare(input, linear_weight, linear_bias, target, {**options, "weight": weight})
-        if options["reduction"] == "none" or not any(needs):
-            per, _ = _run(p, None, needs)
-            if options["reduction"] == "none":
-                per = per.to(loss_dtype(like, target, weight))
-                return per.squeeze(0) if input.dim() == 1 else per
-            return _loss(per, p, like)
-        loss, ctx.grads = _scalar_loss_and_grads(p, like, needs)
-        return loss
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
-        grads, ctx.grads = ctx.grads, None
-        if grads is not None:
-            grads = _finish(grads, input.dtype, input.dim() == 1, grad_output)
-        else:
-            grads = linear_cross_entropy_backward(
-                grad_output, input, linear_weight, target, linear_bias=linear_bias,
-                weight=weight, needs=Needs(*ctx.needs_input_grad[:3]), **ctx.options)
-        return (*grads, None, None, None)
+def _apply(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
+           weight: Tensor | None, settings: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+    """The loss and the reduced z-loss through the autograd function (its forward-AD
+    variant outside :func:`torch.compile`)."""
+    grad = torch.is_grad_enabled()
+    needs = Needs(*(grad and t is not None and t.requires_grad
+                    for t in (input, linear_weight, linear_bias)))
+    fn = (LinearCrossEntropy if torch.compiler.is_compiling()
+          else LinearCrossEntropyForwardAD)
+    out = fn.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+        input, linear_weight, linear_bias, target, weight, settings, needs)
+    return out[0], out[1]
+
+
+@overload
+def linear_cross_entropy(
+    input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = ..., weight: Tensor | None = ..., reduction: Reduction = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., options: Any = ...,
+    chunk_size: int | None = ..., vocab_chunk_size: int | None = ...,
+    softcap: float | None = ..., lse_square_scale: float = ...,
+    denominator: Tensor | float | None = ..., return_z_loss: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def linear_cross_entropy(
+    input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = ..., weight: Tensor | None = ..., reduction: Reduction = ...,
+    ignore_index: int | None = ..., label_smoothing: float = ..., options: Any = ...,
+    chunk_size: int | None = ..., vocab_chunk_size: int | None = ...,
+    softcap: float | None = ..., lse_square_scale: float = ...,
+    denominator: Tensor | float | None = ..., return_z_loss: Literal[True],
+) -> tuple[Tensor, Tensor]: ...
 
 
 def linear_cross_entropy(
-    input: Tensor,
-    linear_weight: Tensor,
-    target: Tensor,
-    *,
-    linear_bias: Tensor | None = None,
-    weight: Tensor | None = None,
-    reduction: Reduction = "mean",
-    ignore_index: int | None = None,
-    label_smoothing: float = 0.0,
-    chunk_size: int | None = None,
-    vocab_chunk_size: int | None = None,
-) -> Tensor:
+    input: Tensor, linear_weight: Tensor, target: Tensor, *,
+    linear_bias: Tensor | None = None, weight: Tensor | None = None,
+    reduction: Reduction = "mean", ignore_index: int | None = None,
+    label_smoothing: float = 0.0, options: Any = None, chunk_size: int | None = None,
+    vocab_chunk_size: int | None = None, softcap: float | None = None,
+    lse_square_scale: float = 0.0, denominator: Tensor | float | None = None,
+    return_z_loss: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     r"""Drop-in for :func:`torch.nn.functional.linear_cross_entropy`, chunked, backward by hand.
 
     Equal to ``cross_entropy(input @ linear_weight.T + linear_bias, target, ...)``
     with every option of :func:`byhand.cross_entropy`, but no tensor of ``N x V``
     logits is ever formed: rows go ``chunk_size`` at a time (default
-    :func:`default_chunk_size`), and with ``vocab_chunk_size`` the classes too.
-    ``ignore_index`` defaults to None, which means -100 for class indices and is the
-    only value allowed with class-probability targets, as in PyTorch.
+    :func:`default_chunk_size`, or ``options.batch_chunk_size`` of PyTorch's
+    :class:`torch.nn.LinearCrossEntropyOptions`, whose other fields do not change the
+    result here), and with ``vocab_chunk_size`` the classes too. ``ignore_index``
+    defaults to None, which means -100 for class indices and is the only value allowed
+    with class-probability targets, as in PyTorch. A ``(V, d1, ..., H)`` weight gives
+    the K-dimensional loss, as in PyTorch. Under :func:`torch.autocast` the matmuls run
+    in its dtype and the loss is float32, as PyTorch's.
+
+    Beyond PyTorch (see :class:`byhand.cross_entropy_core.CrossEntropyOptions`):
+    ``softcap`` :math:`c` caps the logits to :math:`c\tanh(x/c)`; ``lse_square_scale``
+    :math:`\lambda` adds the z-loss :math:`\lambda\mu_n\operatorname{lse}_n^2` (with
+    ``return_z_loss`` the reduced z-loss, detached, comes back too); ``denominator``
+    :math:`D` is what ``mean`` divides by instead of the local count.
 
     Examples:
         >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-1.0, 2.0]], requires_grad=True)
@@ -539,7 +460,7 @@ def linear_cross_entropy(
         >>> loss = linear_cross_entropy(a, W, y, chunk_size=2, vocab_chunk_size=2)
         >>> loss.backward()
         >>> loss
-        tensor(1.2024, grad_fn=<LinearCrossEntropyBackward>)
+        tensor(1.2024, grad_fn=<LinearCrossEntropyForwardADBackward>)
         >>> ref = torch.nn.functional.cross_entropy(a.detach() @ W.T, y)
         >>> torch.allclose(loss, ref)
         True
@@ -549,9 +470,23 @@ def linear_cross_entropy(
         ValueError: linear_cross_entropy: target batch size must match input batch size 3; got 2
     """
     no_target_grad(_FN, target, weight)
-    options = {"reduction": reduction, "ignore_index": ignore_index,
-               "label_smoothing": label_smoothing, "chunk_size": chunk_size,
-               "vocab_chunk_size": vocab_chunk_size}
-    loss: Tensor = LinearCrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
-        input, linear_weight, linear_bias, target, weight, options)
-    return loss
+    if options is not None and chunk_size is None:
+        chunk_size = getattr(options, "batch_chunk_size", None)
+    input, linear_weight, linear_bias, result_dtype = _autocast(input, linear_weight,
+                                                                 linear_bias)
+    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
+                         vocab_chunk_size, softcap, lse_square_scale, denominator,
+                         result_dtype)
+    off = (torch.autocast(input.device.type, enabled=False) if result_dtype is not None
+           else contextlib.nullcontext())
+    with off:
+        if linear_weight.dim() > 2:
+            loss, z_loss = _k_dimensional(input, linear_weight, target, linear_bias, weight,
+                                          settings)
+        else:
+            loss, z_loss = _apply(input, linear_weight, target, linear_bias, weight, settings)
+    if not return_z_loss:
+        return loss
+    if z_loss is None:
+        z_loss = torch.zeros_like(loss.detach())
+    return loss, z_loss.detach()

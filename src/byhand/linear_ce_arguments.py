@@ -1,0 +1,107 @@
+r"""The arguments of :func:`byhand.linear_cross_entropy.linear_cross_entropy`, checked.
+
+:func:`prepare` validates a call (the linear layer's shapes and dtypes, the chunk sizes,
+the soft cap and z-loss scale, then the cross-entropy's own arguments through
+:func:`byhand.cross_entropy_core.validate` on a stand-in of the logits) and returns the
+:class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the argument and are
+of PyTorch's type (see :mod:`byhand.errors`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+
+from .chunked_sweep import Sweep
+from .cross_entropy_core import CrossEntropyOptions, validate
+from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+
+__all__ = ["check_linear", "check_settings", "options_from", "prepare"]
+
+_FN = "linear_cross_entropy"
+
+
+def check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
+    """Shapes and dtypes of the linear layer's three tensors.
+
+    Examples:
+        >>> import torch
+        >>> check_linear(torch.zeros(2, 3), torch.zeros(5, 4), None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        byhand.errors.ArgumentValueError: linear_cross_entropy: linear_weight must have shape (V, 3) ...
+    """
+    if not input.is_floating_point():
+        raise UnsupportedDTypeError(
+            f"{_FN}: input must be a floating-point tensor; got dtype {input.dtype}")
+    if input.dim() not in (1, 2):
+        raise ArgumentValueError(f"{_FN}: input must have shape (H,) or (N, H); "
+                                 f"got shape {tuple(input.shape)}")
+    if linear_weight.dim() < 2:
+        raise ArgumentValueError(f"{_FN}: linear_weight must have shape (V, H) or "
+                                 f"(V, d1, ..., H); got shape {tuple(linear_weight.shape)}")
+    if linear_weight.shape[-1] != input.shape[-1]:
+        raise ArgumentValueError(
+            f"{_FN}: linear_weight must have shape (V, {input.shape[-1]}) to match input's "
+            f"last dimension H={input.shape[-1]}; got shape {tuple(linear_weight.shape)}"
+        )
+    for name, t in (("linear_weight", linear_weight), ("linear_bias", linear_bias)):
+        if t is not None and t.dtype != input.dtype:
+            raise ArgumentTypeError(f"{_FN}: {name} must have input's dtype {input.dtype}; "
+                                    f"got {t.dtype}")
+    expected = tuple(linear_weight.shape[:-1])
+    if linear_bias is not None and tuple(linear_bias.shape) != expected:
+        raise ArgumentValueError(f"{_FN}: linear_bias must have shape {expected}; "
+                                 f"got shape {tuple(linear_bias.shape)}")
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """The chunk sizes (positive ints or None), ``softcap`` (positive or None) and
+    ``lse_square_scale`` (at least 0) of a call's keyword ``settings``."""
+    for name in ("chunk_size", "vocab_chunk_size"):
+        size = settings[name]
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
+    cap = settings["softcap"]
+    if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap < math.inf):
+        raise ArgumentValueError(f"{_FN}: softcap must be a positive number or None; got {cap!r}")
+    scale = settings["lse_square_scale"]
+    if not (isinstance(scale, (int, float)) and 0 <= scale < math.inf):
+        raise ArgumentValueError(
+            f"{_FN}: lse_square_scale must be a number >= 0; got {scale!r}")
+
+
+def options_from(target: Tensor, logits_shape: tuple[int, ...], weight: Tensor | None,
+             settings: dict[str, Any]) -> CrossEntropyOptions:
+    """The loss's options from the keyword ``settings``; ``ignore_index`` None means -100,
+    the only value allowed for probabilities."""
+    ignore_index = settings["ignore_index"]
+    if target.shape == logits_shape and ignore_index is not None:
+        raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
+                                 f"targets; got ignore_index={ignore_index}")
+    return CrossEntropyOptions(
+        weight, -100 if ignore_index is None else ignore_index, settings["label_smoothing"],
+        settings["reduction"], softcap=settings["softcap"],
+        lse_square_scale=settings["lse_square_scale"], denominator=settings["denominator"])
+
+
+def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
+             weight: Tensor | None, settings: dict[str, Any]) -> tuple[Sweep, Tensor]:
+    """Check the arguments; return the batched sweep and the batched logits' stand-in.
+
+    The stand-in has the logits' shape ``(N, V)`` and the working dtype but a single
+    element of storage, so :func:`validate` runs on it without any logits formed.
+    """
+    check_linear(input, linear_weight, linear_bias)
+    check_settings(settings)
+    logits_shape = (*input.shape[:-1], linear_weight.shape[0])
+    options = options_from(target, logits_shape, weight, settings)
+    validate(_FN, input.new_empty(()).expand(*logits_shape), target, options)
+    a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
+    p = Sweep(a, linear_weight, linear_bias, t, options, settings["chunk_size"],
+              settings["vocab_chunk_size"])
+    return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
+
+
