@@ -86,7 +86,7 @@ from .cross_entropy_core import (
     validate,
     validate_call,
 )
-from .errors import UnsupportedDTypeError
+from .errors import ArgumentValueError, UnsupportedDTypeError
 from .softmax import log_softmax, opmath_dtype, softmax
 
 __all__ = [
@@ -461,7 +461,8 @@ def mse_loss(
                       f"size ({input.size()}). This will likely lead to incorrect results due "
                       "to broadcasting. Please ensure they have the same size.", stacklevel=2)
     _check_mse(input, target, reduction)
-    per = (input - target) ** 2
+    dtype = torch.promote_types(input.dtype, target.dtype)  # bool - float: as PyTorch, in float
+    per = (input.to(dtype) - target.to(dtype)) ** 2
     if weight is not None:
         return _weighted_mse(per, input, weight, reduction)
     return _core.reduce(per, reduction, per.numel())
@@ -531,7 +532,12 @@ def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
             f"mse_loss: reduction must be one of 'mean', 'sum' or 'none'; got {reduction!r}"
         )
     if input.shape != target.shape:
-        torch.broadcast_shapes(input.shape, target.shape)  # a RuntimeError naming both sizes
+        try:
+            torch.broadcast_shapes(input.shape, target.shape)
+        except RuntimeError:
+            raise ArgumentValueError(
+                f"mse_loss: target size {tuple(target.shape)} does not broadcast with input "
+                f"size {tuple(input.shape)}") from None
     if not torch.promote_types(input.dtype, target.dtype).is_floating_point:
         raise UnsupportedDTypeError(
             "mse_loss: input or target must be a floating-point tensor; "
