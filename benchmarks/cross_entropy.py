@@ -43,12 +43,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import byhand
 from byhand.device import describe_machine
 from byhand.memory import memory_method, peak_bytes
 from byhand.timing import interleaved
-from torch.utils._python_dispatch import TorchDispatchMode
 
 FULL_CASES = ((128, 10), (512, 10), (8192, 10), (2048, 32768))
 QUICK_CASES = ((128, 10), (512, 10), (64, 32768))

@@ -116,7 +116,8 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("target_kind", ["indices", "probabilities"])
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
+@pytest.mark.parametrize("options", OPTIONS,
+                         ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
 def test_batched_gradients_for_every_option(options: dict, target_kind: str) -> None:
     x, y, p, w = _problem(torch.float64)
     options = dict(options)

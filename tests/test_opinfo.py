@@ -235,10 +235,10 @@ def test_module_error_inputs(info: Any) -> None:
         sample = error_input.module_error_input
         c, f = sample.constructor_input, sample.forward_input
         counts["error_inputs"] += 1
-        with pytest.raises(error_input.error_type, match=error_input.error_regex):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                info.module_cls(*c.args, **c.kwargs)(*f.args, **f.kwargs)
+        with (pytest.raises(error_input.error_type, match=error_input.error_regex),
+              warnings.catch_warnings()):
+            warnings.simplefilter("ignore")
+            info.module_cls(*c.args, **c.kwargs)(*f.args, **f.kwargs)
         try:
             _module_call(name, c.kwargs)(*f.args, **f.kwargs)
         except error_input.error_type as error:
@@ -322,7 +322,7 @@ def test_more_samples_match_pytorch_with_its_warnings(
     assert ([(w.category, str(w.message)) for w in ours_warned]
             == [(w.category, str(w.message)) for w in theirs_warned])
     leaf = args[0]
-    if isinstance(leaf, Tensor) and leaf.is_floating_point() or (isinstance(leaf, Tensor) and leaf.is_complex()):
+    if isinstance(leaf, Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
         counts = Counter[str]()
         failures: list[str] = []
         _compare("grad", ours, theirs, (leaf.detach().requires_grad_(True), *args[1:]), kwargs,

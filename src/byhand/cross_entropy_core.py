@@ -43,7 +43,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-
 from torch._subclasses.fake_tensor import is_fake
 
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
@@ -180,7 +179,8 @@ def check_types(input: object, target: object, options: CrossEntropyOptions) -> 
         Traceback (most recent call last):
             ...
         TypeError: input must be a Tensor; got list
-        >>> check_types(torch.zeros(1, 2), torch.tensor([0]), CrossEntropyOptions(ignore_index=2.0))  # type: ignore[arg-type]
+        >>> options = CrossEntropyOptions(ignore_index=2.0)  # type: ignore[arg-type]
+        >>> check_types(torch.zeros(1, 2), torch.tensor([0]), options)
         Traceback (most recent call last):
             ...
         TypeError: ignore_index must be an int; got float 2.0

@@ -494,7 +494,7 @@ def mse_loss_backward(
         tensor([1., 2.])
     """
     _check_mse(input, target, reduction)
-    count = torch.broadcast_shapes(input.shape, target.shape).numel()
+    count = torch.broadcast_shapes(input.shape, target.shape).numel()  # type: ignore[no-untyped-call]
     scale = 2.0 / count if reduction == "mean" and count else 2.0
     grad = scale * grad_output * (input - target)
     if grad.shape != input.shape:  # input broadcast against target: sum over the copies
@@ -533,7 +533,7 @@ def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
         )
     if input.shape != target.shape:
         try:
-            torch.broadcast_shapes(input.shape, target.shape)
+            torch.broadcast_shapes(input.shape, target.shape)  # type: ignore[no-untyped-call]
         except RuntimeError:
             raise ArgumentValueError(
                 f"mse_loss: target size {tuple(target.shape)} does not broadcast with input "
