@@ -23,7 +23,8 @@ import torch
 
 from byhand import pick_device
 from byhand.device import describe_machine
-from byhand.train import DEFAULT_BATCH_SIZE, DEFAULT_HIDDEN, step_timings
+from byhand.timing import step_timings
+from byhand.train import DEFAULT_BATCH_SIZE, DEFAULT_HIDDEN
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
