@@ -9,6 +9,7 @@ registration, AOT dispatch). Batched gradients (``is_grads_batched``, ``gradchec
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 
@@ -19,6 +20,10 @@ from torch import Tensor
 
 import byhand
 from byhand import losses
+
+# byhand.kernels registers operators of its own in the byhand namespace: both coexist
+with contextlib.suppress(ImportError):
+    import byhand.kernels
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script:DeprecationWarning")
 
@@ -87,16 +92,16 @@ def test_registered_operators_pass_opcheck(case: str) -> None:
     x.requires_grad_(True)
     ops = torch.ops.byhand
     if case == "plain":
-        calls = [(ops.cross_entropy.default, (x, y, None, -100, "mean", 0.0)),
-                 (ops.cross_entropy_backward.default,
+        calls = [(ops.cross_entropy_loss.default, (x, y, None, -100, "mean", 0.0)),
+                 (ops.cross_entropy_loss_backward.default,
                   (torch.tensor(2.0, dtype=torch.float64), x.detach(), y, None, -100, "mean", 0.0))]
     elif case == "weight-none-ignore":
         y = y.clamp(min=0)
-        calls = [(ops.cross_entropy.default, (x, y, w, 2, "none", 0.2))]
+        calls = [(ops.cross_entropy_loss.default, (x, y, w, 2, "none", 0.2))]
     elif case == "probabilities":
-        calls = [(ops.cross_entropy.default, (x, p.requires_grad_(True), w.requires_grad_(True),
+        calls = [(ops.cross_entropy_loss.default, (x, p.requires_grad_(True), w.requires_grad_(True),
                                               -100, "sum", 0.1)),
-                 (ops.cross_entropy_target_backward.default,
+                 (ops.cross_entropy_loss_target_backward.default,
                   (torch.tensor(1.0, dtype=torch.float64), x.detach(), p.detach(), w.detach(),
                    -100, "mean", 0.0))]
     else:

@@ -28,7 +28,7 @@ forward of :mod:`byhand.losses` directly: no graph node, no saved tensors. Eager
 with gradients they use the ``Function`` classes here, which ``torch.func`` transforms
 (``grad``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``) and double backward go through.
 Under :func:`torch.compile` they call the operators registered with
-:func:`torch.library.custom_op` (``torch.ops.byhand.cross_entropy``,
+:func:`torch.library.custom_op` (``torch.ops.byhand.cross_entropy_loss``,
 ``nll_loss`` and their backwards), each with a fake (meta) implementation and a
 registered autograd formula, which the compiler treats as opaque kernels: no graph
 break, and :func:`torch.library.opcheck` checks their registration. Every path calls
@@ -254,7 +254,7 @@ def _loss_shape(input: Tensor, reduction: str) -> tuple[int, ...]:
     return (input.shape[0], *input.shape[2:])
 
 
-@torch.library.custom_op("byhand::cross_entropy", mutates_args=(),
+@torch.library.custom_op("byhand::cross_entropy_loss", mutates_args=(),
                          schema=f"(Tensor input, {_CE_ARGS}) -> Tensor")
 def _cross_entropy_op(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
                       reduction: str, label_smoothing: float) -> Tensor:
@@ -269,7 +269,7 @@ def _(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, r
     return input.new_empty(_loss_shape(input, reduction), dtype=loss_dtype(input, target, weight))
 
 
-@torch.library.custom_op("byhand::cross_entropy_backward", mutates_args=(),
+@torch.library.custom_op("byhand::cross_entropy_loss_backward", mutates_args=(),
                          schema=f"(Tensor grad_output, Tensor input, {_CE_ARGS}) -> Tensor")
 def _cross_entropy_backward_op(grad_output: Tensor, input: Tensor, target: Tensor,
                                weight: Tensor | None, ignore_index: int, reduction: str,
@@ -285,7 +285,7 @@ def _(grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
     return torch.empty_like(input)
 
 
-@torch.library.custom_op("byhand::cross_entropy_target_backward", mutates_args=(),
+@torch.library.custom_op("byhand::cross_entropy_loss_target_backward", mutates_args=(),
                          schema=f"(Tensor grad_output, Tensor input, {_CE_ARGS}) -> (Tensor, Tensor)")
 def _cross_entropy_target_backward_op(
     grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
@@ -312,8 +312,8 @@ def _save_op_inputs(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 def _cross_entropy_op_backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
     input, target, weight = ctx.saved_tensors
     return (*_cross_entropy_grads(ctx.needs_input_grad, grad_output, input, target, weight,
-                                  ctx.options, torch.ops.byhand.cross_entropy_backward,
-                                  torch.ops.byhand.cross_entropy_target_backward),
+                                  ctx.options, torch.ops.byhand.cross_entropy_loss_backward,
+                                  torch.ops.byhand.cross_entropy_loss_target_backward),
             None, None, None)
 
 
@@ -421,7 +421,7 @@ def cross_entropy(
     if torch.compiler.is_compiling():
         validate("cross_entropy", input, target, options)  # shapes and dtypes, while tracing
         _refuse_weight_grad("cross_entropy", target, weight)
-        loss: Tensor = torch.ops.byhand.cross_entropy(input, target, weight, ignore_index,
+        loss: Tensor = torch.ops.byhand.cross_entropy_loss(input, target, weight, ignore_index,
                                                       reduction, float(label_smoothing))
         return loss
     if not _records(input, target, weight):
