@@ -206,12 +206,12 @@ def cross_entropy(
     x, t = batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
     if every_kept and options.plain and x.numel():
-        # No position ignored (the values were read in validation): L_n = -ℓ_{n y_n},
-        # with ℓ from PyTorch's fused log-softmax kernel, one launch instead of five.
-        picked = torch.log_softmax(work, 1).gather(1, t.long().unsqueeze(1)).to(x.dtype)
+        # No position ignored (the values were read in validation): no mask to form.
+        shift, _, sums = softmax_parts(work)
+        per = _kept_losses(work, shift, sums, t.long().unsqueeze(1)).to(x.dtype)
         if reduction == "none":
-            return unbatched(picked.squeeze(1).neg(), input.dim() == 1)
-        return _negated_total(picked, reduction, x)
+            return unbatched(per.squeeze(1), input.dim() == 1)
+        return _kept_total(per, reduction, x)
     shift, _, sums = softmax_parts(work)
     per = per_sample_loss(work, shift, sums.log(), t, options).to(loss_dtype(x, t, weight))
     if reduction == "none":
@@ -219,10 +219,15 @@ def cross_entropy(
     return reduce(per, reduction, denominator(x, t, options))
 
 
-def _negated_total(picked: Tensor, reduction: str, x: Tensor) -> Tensor:
-    r""":math:`-\sum_n \ell_{n y_n}`, divided by the :math:`N` positions for ``mean`` (none ignored)."""
-    positions = x.numel() // x.shape[1]
-    return total(picked).div(-positions if reduction == "mean" else -1)
+def _kept_losses(x: Tensor, shift: Tensor, sums: Tensor, y: Tensor) -> Tensor:
+    r""":math:`L_n = m_n + \log\sum_k e^{x_{nk} - m_n} - x_{n y_n}` with the class dimension kept (size 1)."""
+    return shift + sums.log() - x.gather(1, y)
+
+
+def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
+    r""":math:`\sum_n L_n`, divided by the :math:`N` positions for ``mean`` (none ignored)."""
+    loss = total(per)
+    return loss.div(x.numel() // x.shape[1]) if reduction == "mean" else loss
 
 
 def cross_entropy_backward(
@@ -269,7 +274,7 @@ def cross_entropy_backward(
         a = (g / positions if reduction == "mean" else g).to(work.dtype)
         a = a.unsqueeze(1) if reduction == "none" else a
         y = t.long().unsqueeze(1)
-        grad = torch.softmax(work, 1) * a  # a new tensor: batched when g is (torch.func.vmap)
+        grad = _softmax_in_place(work) * a  # a new tensor: batched when g is (torch.func.vmap)
         grad = grad.scatter_add_(1, y, a.neg().expand(y.shape))
         return unbatched(grad.to(x.dtype), input.dim() == 1)
     g = upstream(g, reduction, denominator(x, t, options), positions_like(x))
@@ -335,20 +340,18 @@ def cross_entropy_forward_backward(
 
 def _kept_forward_backward(x: Tensor, target: Tensor, reduction: str,
                            dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    r"""The plain case with no position ignored (known from validation): six launches in all.
+    r"""The plain case with no position ignored (known from validation): no mask is formed.
 
-    :math:`\ell = \log\operatorname{softmax}(x)` by PyTorch's fused kernel gives
-    :math:`L_n = -\ell_{n y_n}`; its exponential, in place, is the softmax :math:`s`,
-    which becomes :math:`a(s_{nj} - \delta_{j y_n})` with :math:`a = 1/N` (``mean``) or 1.
+    :math:`L_n = m_n + \log\sum_k e_{nk} - x_{n y_n}`, and the exponentials
+    :math:`e_{nk}`, divided in place by :math:`\sum_k e_{nk}/a`, become
+    :math:`a(s_{nj} - \delta_{j y_n})` with :math:`a = 1/N` (``mean``) or 1.
     """
-    logp = torch.log_softmax(x, 1)
+    shift, e, sums = softmax_parts(x)
     y = target.long().unsqueeze(1)
-    loss = _negated_total(logp.gather(1, y).to(dtype), reduction, x)
+    loss = _kept_total(_kept_losses(x, shift, sums, y).to(dtype), reduction, x)
     positions = x.numel() // x.shape[1]
     a = 1.0 / positions if reduction == "mean" else 1.0
-    grad = logp.exp_()
-    if a != 1.0:
-        grad = grad.mul_(a)
+    grad = e.div_(sums * positions if reduction == "mean" else sums)
     grad = grad.scatter_add_(1, y, grad.new_full((1,) * y.dim(), -a).expand(y.shape))
     return loss, grad.to(dtype)
 
