@@ -17,6 +17,11 @@ sides give the same loss and gradient, then reports
   one synchronisation), each as median, quartiles and interquartile range, with the
   load average before and after; ``byhand_over_autograd`` is the ratio of the median
   throughputs (below 1: byhand is faster);
+* the same for the forward alone under ``torch.no_grad()``: the drop-in
+  ``byhand.cross_entropy`` against ``F.cross_entropy`` (``forward_no_grad``,
+  ``forward_ratio`` = byhand / PyTorch);
+* the operators each side dispatches per call (``ops_per_call``, counted with a
+  ``TorchDispatchMode``): at small sizes a call costs a few microseconds per operator;
 * the peak extra memory of one call: the highest number of bytes allocated above what
   was allocated before the call, outputs included. On CUDA from
   ``torch.cuda.max_memory_allocated``; on the CPU from the allocator events that
@@ -38,14 +43,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import byhand
 from byhand.device import describe_machine
 from byhand.memory import memory_method, peak_bytes
 from byhand.timing import interleaved
 
-FULL_CASES = ((512, 10), (8192, 10), (2048, 32768))
-QUICK_CASES = ((512, 10), (64, 32768))
+FULL_CASES = ((128, 10), (512, 10), (8192, 10), (2048, 32768))
+QUICK_CASES = ((128, 10), (512, 10), (64, 32768))
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -72,6 +78,34 @@ def _make_case(
     return by_hand, autograd, leaf
 
 
+class _OpCounter(TorchDispatchMode):
+    """Count the ATen operators dispatched (by kernel name) while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = str(func.overloadpacket.__name__)
+        self.ops[name] = self.ops.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_call(fn: Callable[[], object]) -> dict[str, Any]:
+    """The number of ATen operators one call of ``fn`` dispatches, and which."""
+    fn()
+    with _OpCounter() as counter:
+        fn()
+    return {"total": sum(counter.ops.values()), "ops": dict(sorted(counter.ops.items()))}
+
+
+def _make_case_target(leaf: torch.Tensor, n: int, c: int, seed: int) -> torch.Tensor:
+    """The target of :func:`_make_case` again (same seed, same draws)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.randn(n, c, generator=gen)
+    return torch.randint(0, c, (n,), generator=gen).to(leaf.device)
+
+
 def _peak_bytes(fn: Callable[[], Pair], device: torch.device, reset: Callable[[], None]) -> int:
     reset()  # free the previous call's gradient outside the measured region
     return peak_bytes(fn, device)
@@ -93,6 +127,21 @@ def run_case(
     del loss_ours, grad_ours, loss_ref, grad_ref
 
     timings = interleaved({"byhand": by_hand, "autograd": autograd}, device=device, **timing)
+    logits, target = leaf.detach(), _make_case_target(leaf, n, c, seed)
+
+    def forward_ours() -> torch.Tensor:
+        with torch.no_grad():
+            return byhand.cross_entropy(logits, target)
+
+    def forward_ref() -> torch.Tensor:
+        with torch.no_grad():
+            return F.cross_entropy(logits, target)
+
+    forward = interleaved({"byhand": forward_ours, "torch": forward_ref}, device=device,
+                          **timing)
+    ops = {"byhand": ops_per_call(by_hand), "autograd": ops_per_call(autograd),
+           "byhand_forward_no_grad": ops_per_call(forward_ours),
+           "torch_forward_no_grad": ops_per_call(forward_ref)}
 
     def clear_leaf() -> None:
         leaf.grad = None
@@ -109,6 +158,10 @@ def run_case(
         **timings,
         "byhand_over_autograd": (timings["byhand"]["throughput"]["median_s"]
                                  / timings["autograd"]["throughput"]["median_s"]),
+        "forward_no_grad": {k: forward[k] for k in ("byhand", "torch")},
+        "forward_ratio": (forward["byhand"]["throughput"]["median_s"]
+                          / forward["torch"]["throughput"]["median_s"]),
+        "ops_per_call": ops,
         "byhand_peak_bytes": peak_ours,
         "autograd_peak_bytes": peak_ref,
         "memory_ratio": peak_ours / peak_ref if peak_ref else float("nan"),

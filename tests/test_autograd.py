@@ -75,11 +75,41 @@ def test_hessian_vector_product_through_our_backward_matches_pytorch() -> None:
     torch.testing.assert_close(hvp(byhand.cross_entropy), hvp(F.cross_entropy))
 
 
-def test_probability_target_that_requires_grad_is_rejected() -> None:
-    x = torch.randn(2, 3, requires_grad=True)
-    t = torch.rand(2, 3).softmax(1).requires_grad_(True)
-    with pytest.raises(ValueError, match="target that requires grad"):
-        byhand.cross_entropy(x, t)
+@pytest.mark.parametrize("options", [
+    {}, {"reduction": "sum"}, {"reduction": "none", "label_smoothing": 0.3}, {"weight": True},
+    {"weight": True, "label_smoothing": 0.2, "reduction": "none"},
+], ids=["mean", "sum", "none-smoothing", "weight", "weight-smoothing-none"])
+def test_probability_target_and_weight_get_pytorch_gradients(options: dict) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, 2, dtype=torch.float64, generator=gen)
+    t = torch.rand(4, 3, 2, dtype=torch.float64, generator=gen).softmax(1)
+    w = torch.rand(3, dtype=torch.float64, generator=gen) + 0.5
+    options = dict(options)
+    use_weight = options.pop("weight", False)
+
+    def grads(fn: object) -> tuple[torch.Tensor, ...]:
+        leaves = [a.clone().requires_grad_(True) for a in (x, t, w)]
+        out = fn(leaves[0], leaves[1], weight=leaves[2] if use_weight else None,  # type: ignore[operator]
+                 **options)
+        return (out, *torch.autograd.grad(out.sum(), leaves[:3] if use_weight else leaves[:2]))
+
+    for ours, ref in zip(grads(byhand.cross_entropy), grads(F.cross_entropy), strict=True):
+        torch.testing.assert_close(ours, ref)
+    weight = w.clone().requires_grad_(True) if use_weight else None
+    assert torch.autograd.gradcheck(
+        lambda a, b: byhand.cross_entropy(a, b, weight=weight, **options),
+        (x.clone().requires_grad_(True), t.clone().requires_grad_(True)),
+        check_batched_grad=True, check_forward_ad=True)
+
+
+def test_a_weight_that_requires_grad_with_class_indices_is_refused_as_pytorch() -> None:
+    x, y = torch.randn(2, 3, requires_grad=True), torch.tensor([0, 2])
+    w = torch.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError):
+        F.cross_entropy(x, y, weight=w)
+    for fn in (byhand.cross_entropy, byhand.nll_loss):
+        with pytest.raises(RuntimeError, match="weight"):
+            fn(x, y, weight=w)
 
 
 def test_drop_in_chains_into_a_network() -> None:

@@ -70,7 +70,7 @@ def test_no_verdicts_in_the_report(report: dict) -> None:
 
 def test_cases_hold_sane_timings_and_memory(report: dict) -> None:
     cases = report["cases"]
-    assert [(case["N"], case["C"]) for case in cases] == [(512, 10), (64, 32768)]
+    assert [(case["N"], case["C"]) for case in cases] == [(128, 10), (512, 10), (64, 32768)]
     for case in cases:
         assert case.keys() >= CASE_KEYS
         assert case["input_bytes"] == case["N"] * case["C"] * 4
@@ -88,6 +88,10 @@ def test_cases_hold_sane_timings_and_memory(report: dict) -> None:
         assert case["memory_ratio"] == pytest.approx(
             case["byhand_peak_bytes"] / case["autograd_peak_bytes"])
         assert math.isfinite(case["memory_ratio"]) and case["memory_ratio"] > 0
+        assert case["ops_per_call"]["byhand"]["total"] >= 1
+        assert case["forward_ratio"] == pytest.approx(
+            case["forward_no_grad"]["byhand"]["throughput"]["median_s"]
+            / case["forward_no_grad"]["torch"]["throughput"]["median_s"])
         assert case["grad_max_abs_diff"] < 1e-5 and case["loss_abs_diff"] < 1e-4
 
 

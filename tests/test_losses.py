@@ -198,7 +198,7 @@ def test_mse_loss_and_backward_match_pytorch(reduction: str) -> None:
     ref = F.mse_loss(x, t, reduction=reduction)
     g = torch.randn_like(ref)
     ref.backward(g)
-    torch.testing.assert_close(losses.mse_loss(x.detach(), t, reduction), ref.detach())
+    torch.testing.assert_close(losses.mse_loss(x.detach(), t, reduction=reduction), ref.detach())
     torch.testing.assert_close(losses.mse_loss_backward(g, x.detach(), t, reduction), x.grad)
 
 

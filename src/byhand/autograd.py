@@ -18,23 +18,46 @@ The gradient of NLL does not depend on the input at all (it is
 its own, :class:`NLLLossBackward`, whose input derivative is zero and whose derivative
 with respect to the upstream gradient is NLL itself, as in PyTorch.
 
-Gradients flow to ``input`` only: ``weight`` and ``target`` are treated as constants,
-and a ``weight`` or class-probability ``target`` that requires a gradient is rejected
-rather than silently given none (unless gradient recording is off, as under
-``torch.no_grad()``, where nothing is differentiated and PyTorch accepts it too).
+Gradients flow to ``input`` and, as in PyTorch, to a class-probability ``target`` and
+its ``weight`` (:func:`byhand.losses.cross_entropy_target_backward`). With class-index
+targets a ``weight`` that requires grad is refused, as PyTorch refuses it.
+
+Three paths, one formula. When no gradient is needed (``torch.no_grad()``,
+``torch.inference_mode()``, no argument requiring grad) the drop-ins call the pure
+forward of :mod:`byhand.losses` directly: no graph node, no saved tensors. Eagerly
+with gradients they use the ``Function`` classes here, which ``torch.func`` transforms
+(``grad``, ``vmap``, ``jacrev``, ``jacfwd``, ``hessian``) and double backward go through.
+Under :func:`torch.compile` they call the operators registered with
+:func:`torch.library.custom_op` (``torch.ops.byhand.cross_entropy_loss``,
+``nll_loss`` and their backwards), each with a fake (meta) implementation and a
+registered autograd formula, which the compiler treats as opaque kernels: no graph
+break, and :func:`torch.library.opcheck` checks their registration. Every path calls
+the same functions of :mod:`byhand.losses`.
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from . import losses
-from .cross_entropy_core import Reduction, no_target_grad
+from .cross_entropy_core import (
+    CrossEntropyOptions,
+    Reduction,
+    check_types,
+    loss_dtype,
+    validate,
+)
+from .errors import ArgumentValueError
 
 __all__ = ["CrossEntropy", "NLLLoss", "NLLLossBackward", "cross_entropy", "nll_loss"]
+
+_CE_ARGS = "Tensor target, Tensor? weight, int ignore_index, str reduction, float label_smoothing"
+_NLL_ARGS = "Tensor target, Tensor? weight, int ignore_index, str reduction"
 
 
 def _save_inputs(ctx: Any, inputs: tuple[Any, ...]) -> None:
@@ -73,25 +96,46 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        """The input gradient by :func:`byhand.losses.cross_entropy_backward`; none for the rest."""
+        """The gradients by :func:`byhand.losses.cross_entropy_backward` (and ``_target_backward``)."""
         input, target, weight = ctx.saved_tensors
-        grad = losses.cross_entropy_backward(grad_output, input, target, weight, *ctx.options)
-        return grad, None, None, None, None, None
+        return (*_cross_entropy_grads(ctx.needs_input_grad, grad_output, input, target, weight,
+                                      ctx.options, losses.cross_entropy_backward,
+                                      losses.cross_entropy_target_backward),
+                None, None, None)
 
     @staticmethod
-    def jvp(ctx: Any, input_tangent: Tensor, *_: Any) -> Tensor:
+    def jvp(ctx: Any, input_tangent: Tensor | None, target_tangent: Tensor | None,
+            weight_tangent: Tensor | None, *_: Any) -> Tensor:
         r"""Forward mode: :math:`\dot L_n = \sum_j (\partial L_n/\partial x_{nj})\,\dot x_{nj}`, reduced.
 
-        The partial derivatives are our backward for an upstream gradient of ones.
+        The partial derivatives are our backward for an upstream gradient of ones. A
+        probability target and its weight enter linearly through
+        :math:`\tilde t_{nj} = w_j t'_{nj}`: their tangent is the loss of
+        :math:`\dot{\tilde t}_{nj} = (1-\varepsilon)w_j\dot t_{nj} + \dot w_j t'_{nj}`.
         """
         input, target, weight = ctx.saved_tensors
-        reduction = ctx.options[1]
-        losses_shape = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
-        ones = input.new_ones(()).expand(losses_shape if reduction == "none" else ())
-        grad = losses.cross_entropy_backward(ones, input, target, weight, *ctx.options)
-        if reduction == "none":
-            return (grad * input_tangent).sum(0 if input.dim() == 1 else 1)
-        return (grad * input_tangent).sum()
+        ignore_index, reduction, eps = ctx.options
+        out: Tensor | None = None
+        if input_tangent is not None:
+            losses_shape = () if input.dim() == 1 else (input.shape[0], *input.shape[2:])
+            ones = input.new_ones(()).expand(losses_shape if reduction == "none" else ())
+            grad = losses.cross_entropy_backward(ones, input, target, weight, *ctx.options)
+            out = ((grad * input_tangent).sum(0 if input.dim() == 1 else 1)
+                   if reduction == "none" else (grad * input_tangent).sum())
+        if target.is_floating_point() and (target_tangent is not None or weight_tangent is not None):
+            view = (-1,) + (1,) * (input.dim() - 2) if input.dim() > 1 else (-1,)
+            q = torch.zeros_like(target)
+            if target_tangent is not None:
+                w = 1.0 if weight is None else weight.view(view)
+                q = q + (1 - eps) * w * target_tangent
+            if weight_tangent is not None:
+                n_classes = target.shape[0 if input.dim() == 1 else 1]
+                t_prime = target * (1 - eps) + (eps / n_classes if n_classes else 0.0)
+                q = q + weight_tangent.view(view) * t_prime
+            part = losses.cross_entropy(input, q, None, ignore_index, reduction, 0.0)
+            out = part if out is None else out + part
+        return out if out is not None else torch.zeros_like(losses.cross_entropy(
+            input, target, weight, *ctx.options))
 
 
 class NLLLoss(torch.autograd.Function):
@@ -186,15 +230,179 @@ class NLLLossBackward(torch.autograd.Function):
         return losses.nll_loss_backward(grad_output_tangent, input, target, weight, *ctx.options)
 
 
+def _cross_entropy_grads(
+    needs: Sequence[bool], grad_output: Tensor, input: Tensor, target: Tensor,
+    weight: Tensor | None, options: tuple[Any, ...], input_backward: Any, target_backward: Any,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The gradients the backward is asked for, from the two backward functions given."""
+    grad_input = input_backward(grad_output, input, target, weight, *options) if needs[0] else None
+    grad_target = grad_weight = None
+    if needs[1] or (len(needs) > 2 and needs[2] and target.is_floating_point()):
+        grad_target, grad_weight = target_backward(grad_output, input, target, weight, *options)
+        grad_target = grad_target if needs[1] else None
+        grad_weight = grad_weight if weight is not None and needs[2] else None
+    return grad_input, grad_target, grad_weight
+
+
+# ------------------------------------------------------------ the registered operators
+
+
+def _loss_shape(input: Tensor, reduction: str) -> tuple[int, ...]:
+    """The loss's shape: a scalar, or one loss per position for ``none``."""
+    if reduction != "none" or input.dim() == 1:
+        return ()
+    return (input.shape[0], *input.shape[2:])
+
+
+@torch.library.custom_op("byhand::cross_entropy_loss", mutates_args=(),
+                         schema=f"(Tensor input, {_CE_ARGS}) -> Tensor")
+def _cross_entropy_op(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+                      reduction: str, label_smoothing: float) -> Tensor:
+    """:func:`byhand.losses.cross_entropy` as an operator (for :func:`torch.compile`)."""
+    return losses.cross_entropy(input, target, weight, ignore_index,
+                                reduction, label_smoothing)  # type: ignore[arg-type]
+
+
+@_cross_entropy_op.register_fake
+def _(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+      label_smoothing: float) -> Tensor:
+    return input.new_empty(_loss_shape(input, reduction), dtype=loss_dtype(input, target, weight))
+
+
+@torch.library.custom_op("byhand::cross_entropy_loss_backward", mutates_args=(),
+                         schema=f"(Tensor grad_output, Tensor input, {_CE_ARGS}) -> Tensor")
+def _cross_entropy_backward_op(grad_output: Tensor, input: Tensor, target: Tensor,
+                               weight: Tensor | None, ignore_index: int, reduction: str,
+                               label_smoothing: float) -> Tensor:
+    """:func:`byhand.losses.cross_entropy_backward` as an operator."""
+    return losses.cross_entropy_backward(grad_output, input, target, weight, ignore_index,
+                                         reduction, label_smoothing)  # type: ignore[arg-type]
+
+
+@_cross_entropy_backward_op.register_fake
+def _(grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
+      ignore_index: int, reduction: str, label_smoothing: float) -> Tensor:
+    return torch.empty_like(input)
+
+
+@torch.library.custom_op("byhand::cross_entropy_loss_target_backward", mutates_args=(),
+                         schema=f"(Tensor grad_output, Tensor input, {_CE_ARGS}) -> (Tensor, Tensor)")
+def _cross_entropy_target_backward_op(
+    grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
+    ignore_index: int, reduction: str, label_smoothing: float,
+) -> tuple[Tensor, Tensor]:
+    """:func:`byhand.losses.cross_entropy_target_backward` as an operator (no weight: an empty one)."""
+    grad_target, grad_weight = losses.cross_entropy_target_backward(
+        grad_output, input, target, weight, ignore_index, reduction,  # type: ignore[arg-type]
+        label_smoothing)
+    return grad_target, (input.new_empty(0) if grad_weight is None else grad_weight)
+
+
+@_cross_entropy_target_backward_op.register_fake
+def _(grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
+      ignore_index: int, reduction: str, label_smoothing: float) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(target), (input.new_empty(0) if weight is None
+                                      else torch.empty_like(weight))
+
+
+def _save_op_inputs(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    _save_inputs(ctx, inputs)
+
+
+def _cross_entropy_op_backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+    input, target, weight = ctx.saved_tensors
+    return (*_cross_entropy_grads(ctx.needs_input_grad, grad_output, input, target, weight,
+                                  ctx.options, torch.ops.byhand.cross_entropy_loss_backward,
+                                  torch.ops.byhand.cross_entropy_loss_target_backward),
+            None, None, None)
+
+
+_cross_entropy_op.register_autograd(_cross_entropy_op_backward, setup_context=_save_op_inputs)
+
+
+@torch.library.custom_op("byhand::nll_loss", mutates_args=(),
+                         schema=f"(Tensor input, {_NLL_ARGS}) -> Tensor")
+def _nll_loss_op(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+                 reduction: str) -> Tensor:
+    """:func:`byhand.losses.nll_loss` as an operator."""
+    return losses.nll_loss(input, target, weight, ignore_index, reduction)  # type: ignore[arg-type]
+
+
+@_nll_loss_op.register_fake
+def _(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+      reduction: str) -> Tensor:
+    return input.new_empty(_loss_shape(input, reduction))
+
+
+@torch.library.custom_op("byhand::nll_loss_backward", mutates_args=(),
+                         schema=f"(Tensor grad_output, Tensor input, {_NLL_ARGS}) -> Tensor")
+def _nll_loss_backward_op(grad_output: Tensor, input: Tensor, target: Tensor,
+                          weight: Tensor | None, ignore_index: int, reduction: str) -> Tensor:
+    """:func:`byhand.losses.nll_loss_backward` as an operator."""
+    return losses.nll_loss_backward(grad_output, input, target, weight, ignore_index,
+                                    reduction)  # type: ignore[arg-type]
+
+
+@_nll_loss_backward_op.register_fake
+def _(grad_output: Tensor, input: Tensor, target: Tensor, weight: Tensor | None,
+      ignore_index: int, reduction: str) -> Tensor:
+    return torch.empty_like(input)
+
+
+def _nll_loss_op_backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+    input, target, weight = ctx.saved_tensors
+    grad = torch.ops.byhand.nll_loss_backward(grad_output, input, target, weight, *ctx.options)
+    return grad, None, None, None, None
+
+
+def _save_backward_inputs(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    _save_inputs(ctx, inputs[1:])
+
+
+def _nll_loss_backward_op_backward(ctx: Any, grad_grad: Tensor) -> tuple[Tensor | None, ...]:
+    """As :class:`NLLLossBackward`: NLL of ``grad_grad`` for ``grad_output``, zero for ``input``."""
+    input, target, weight = ctx.saved_tensors
+    grad_output = torch.ops.byhand.nll_loss(grad_grad, target, weight, *ctx.options)
+    return grad_output, torch.zeros_like(input), None, None, None, None
+
+
+_nll_loss_op.register_autograd(_nll_loss_op_backward, setup_context=_save_op_inputs)
+_nll_loss_backward_op.register_autograd(_nll_loss_backward_op_backward,
+                                        setup_context=_save_backward_inputs)
+
+
+# ------------------------------------------------------------------------ the drop-ins
+
+
+def _records(*tensors: Tensor | None) -> bool:
+    """Whether autograd records a call on these tensors (a gradient may be asked for)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _refuse_weight_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
+    """Class-index targets: PyTorch's NLL kernel has no weight derivative, and refuses one."""
+    if (weight is not None and weight.requires_grad and torch.is_grad_enabled()
+            and not target.is_floating_point()):
+        raise ArgumentValueError(
+            f"{fn}: with class-index targets the loss is not differentiable with respect "
+            "to weight, so weight cannot require grad (as in PyTorch); detach it")
+
+
 def cross_entropy(
     input: Tensor,
     target: Tensor,
     weight: Tensor | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Drop-in for :func:`torch.nn.functional.cross_entropy`; ``loss.backward()`` runs our backward.
+
+    The arguments are PyTorch's, in its order (the 4th positional is the legacy
+    ``size_average``; it and ``reduce`` warn as in PyTorch). Gradients reach ``input``
+    and, for probability targets, ``target`` and ``weight``.
 
     Examples:
         >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]], requires_grad=True)
@@ -206,8 +414,23 @@ def cross_entropy(
         >>> torch.autograd.gradgradcheck(lambda z: cross_entropy(z, y), x.detach().double().requires_grad_())
         True
     """
-    no_target_grad("cross_entropy", target, weight)
-    loss: Tensor = CrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+    reduction = losses.legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
+    check_types(input, target, options)
+    ignore_index = operator.index(ignore_index)
+    if torch.compiler.is_compiling():
+        validate("cross_entropy", input, target, options)  # shapes and dtypes, while tracing
+        _refuse_weight_grad("cross_entropy", target, weight)
+        loss: Tensor = torch.ops.byhand.cross_entropy_loss(input, target, weight, ignore_index,
+                                                      reduction, float(label_smoothing))
+        return loss
+    if not _records(input, target, weight):
+        return losses.cross_entropy(input, target, weight, ignore_index, reduction,
+                                    label_smoothing)
+    if weight is not None and weight.requires_grad:  # the argument errors come first
+        validate("cross_entropy", input, target, options)
+        _refuse_weight_grad("cross_entropy", target, weight)
+    loss = CrossEntropy.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction, label_smoothing
     )
     return loss
@@ -217,10 +440,14 @@ def nll_loss(
     input: Tensor,
     target: Tensor,
     weight: Tensor | None = None,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Drop-in for :func:`torch.nn.functional.nll_loss`; ``loss.backward()`` runs our backward.
+
+    The arguments are PyTorch's, in its order (the 4th positional is ``size_average``).
 
     Examples:
         >>> logp = torch.log_softmax(torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), dim=1).requires_grad_()
@@ -229,8 +456,21 @@ def nll_loss(
         tensor([[-0.5000,  0.0000,  0.0000],
                 [ 0.0000, -0.5000,  0.0000]])
     """
-    no_target_grad("nll_loss", target, weight)
-    loss: Tensor = NLLLoss.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
+    reduction = losses.legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    options = CrossEntropyOptions(weight, ignore_index, 0.0, reduction)
+    check_types(input, target, options)
+    ignore_index = operator.index(ignore_index)
+    if torch.compiler.is_compiling():
+        validate("nll_loss", input, target, options, probabilities=False)
+        _refuse_weight_grad("nll_loss", target, weight)
+        loss: Tensor = torch.ops.byhand.nll_loss(input, target, weight, ignore_index, reduction)
+        return loss
+    if not _records(input, weight):
+        return losses.nll_loss(input, target, weight, ignore_index, reduction)
+    if weight is not None and weight.requires_grad:  # the argument errors come first
+        validate("nll_loss", input, target, options, probabilities=False)
+        _refuse_weight_grad("nll_loss", target, weight)
+    loss = NLLLoss.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
         input, target, weight, ignore_index, reduction
     )
     return loss

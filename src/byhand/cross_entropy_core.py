@@ -43,6 +43,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
@@ -50,6 +51,7 @@ __all__ = [
     "CrossEntropyOptions",
     "Reduction",
     "batched",
+    "check_types",
     "class_count",
     "denominator",
     "effective_probabilities",
@@ -75,6 +77,7 @@ __all__ = [
     "unbatched",
     "upstream",
     "validate",
+    "validate_call",
     "z_loss",
     "z_loss_gradient",
 ]
@@ -153,16 +156,64 @@ def validate(fn: str, input: Tensor, target: Tensor, options: CrossEntropyOption
             ...
         IndexError: f: target values must be class indices in [0, 2] or ignore_index=-100; got 3
     """
+    return validate_call(fn, input, target, options, probabilities=probabilities)[0]
+
+
+def validate_call(fn: str, input: Tensor, target: Tensor, options: CrossEntropyOptions, *,
+                  probabilities: bool = True) -> tuple[bool, bool]:
+    r""":func:`validate`, returning also whether no position is ignored, as far as is known for free.
+
+    The second flag is True only for class-index targets whose values were read
+    (:func:`host_values`) and lie in ``[0, C)`` with ``ignore_index`` outside their
+    range: then the ignore mask :math:`\mu_n` is all ones and need not be formed.
+
+    Examples:
+        >>> x = torch.zeros(2, 3)
+        >>> validate_call("f", x, torch.tensor([0, 2]), CrossEntropyOptions())
+        (False, True)
+        >>> validate_call("f", x, torch.tensor([0, 2]), CrossEntropyOptions(ignore_index=2))
+        (False, False)
+    """
     with _named(fn):
+        check_types(input, target, options)
         _check_options(options)
         _check_input(input)
         prob = probabilities and input.shape == target.shape
         _check_weight(options.weight, input, prob)
         if prob:
             _check_probabilities(target, options.ignore_index)
-        else:
-            _check_indices(input, target, options.ignore_index)
-        return prob
+            return prob, False
+        return prob, _check_indices(input, target, options.ignore_index)
+
+
+def check_types(input: object, target: object, options: CrossEntropyOptions) -> None:
+    """Python types first, as PyTorch's argument parser checks them: a ``TypeError`` naming the argument.
+
+    ``input`` and ``target`` must be tensors, ``weight`` a tensor or ``None``,
+    ``ignore_index`` an ``int`` (not a ``bool`` or a ``float``), ``label_smoothing`` a number.
+
+    Examples:
+        >>> check_types([[1.0]], torch.tensor([0]), CrossEntropyOptions())
+        Traceback (most recent call last):
+            ...
+        TypeError: input must be a Tensor; got list
+        >>> options = CrossEntropyOptions(ignore_index=2.0)  # type: ignore[arg-type]
+        >>> check_types(torch.zeros(1, 2), torch.tensor([0]), options)
+        Traceback (most recent call last):
+            ...
+        TypeError: ignore_index must be an int; got float 2.0
+    """
+    for name, value in (("input", input), ("target", target)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a Tensor; got {type(value).__name__}")
+    if options.weight is not None and not isinstance(options.weight, Tensor):
+        raise TypeError(f"weight must be a Tensor or None; got {type(options.weight).__name__}")
+    index = options.ignore_index
+    if isinstance(index, bool) or not (isinstance(index, int) or hasattr(index, "__index__")):
+        raise TypeError(f"ignore_index must be an int; got {type(index).__name__} {index!r}")
+    smoothing = options.label_smoothing
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
+        raise TypeError(f"label_smoothing must be a float; got {type(smoothing).__name__}")
 
 
 def _check_options(options: CrossEntropyOptions) -> None:
@@ -197,8 +248,8 @@ def _check_weight(weight: Tensor | None, input: Tensor, prob: bool) -> None:
                                 f"got weight dtype {weight.dtype}")
 
 
-def _check_indices(input: Tensor, target: Tensor, ignore_index: int) -> None:
-    """Class-index targets: dtype, shape and, where reading is free, the values."""
+def _check_indices(input: Tensor, target: Tensor, ignore_index: int) -> bool:
+    """Class-index targets: dtype, shape and, where reading is free, the values (True: none ignored)."""
     if target.dtype not in _INDEX_DTYPES:
         raise ArgumentTypeError(
             "target must hold class indices of dtype torch.int64 (or torch.uint8), "
@@ -211,15 +262,16 @@ def _check_indices(input: Tensor, target: Tensor, ignore_index: int) -> None:
             f"(C,) and (N, C) inputs; got dtype {target.dtype}")
     _check_index_shape(input, target)
     if target.numel():
-        _check_index_values(target.long(), class_count(input), ignore_index)
+        return _check_index_values(target.long(), class_count(input), ignore_index)
+    return False
 
 
 def _check_index_shape(input: Tensor, target: Tensor) -> None:
     if input.dim() == 1:
-        if target.dim() != 0:
+        if target.shape not in ((), (1,)):
             raise ValueError(
                 f"an unbatched input of shape {tuple(input.shape)} needs a 0-dimensional "
-                f"target; got target shape {tuple(target.shape)}")
+                f"(or 1-element) target; got target shape {tuple(target.shape)}")
     elif target.dim() == 0 or target.shape[0] != input.shape[0]:
         got = "a 0-dimensional target" if target.dim() == 0 else f"{target.shape[0]}"
         raise ValueError(f"target batch size must match input batch size {input.shape[0]}; "
@@ -241,7 +293,7 @@ def host_values(t: Tensor) -> list[int] | None:
         >>> host_values(torch.tensor([3, 1, 2])), host_values(torch.tensor([1], device="meta"))
         ([1, 3], None)
     """
-    if t.device.type != "cpu" or torch.compiler.is_compiling():
+    if t.device.type != "cpu" or torch.compiler.is_compiling() or is_fake(t):
         return None
     try:
         values: list[int] = torch.stack(torch.aminmax(t)).tolist()
@@ -250,17 +302,23 @@ def host_values(t: Tensor) -> list[int] | None:
     return values
 
 
-def _check_index_values(target: Tensor, n_classes: int, ignore_index: int) -> None:
-    """Every int64 ``target`` value is a class in ``[0, C)`` or ``ignore_index`` (where readable)."""
+def _check_index_values(target: Tensor, n_classes: int, ignore_index: int) -> bool:
+    """Every int64 ``target`` value is a class in ``[0, C)`` or ``ignore_index`` (where readable).
+
+    Returns True when the values were read and none of them is ``ignore_index``.
+    """
     bounds = host_values(target)
-    if bounds is None or (bounds[0] >= 0 and bounds[1] < n_classes):
-        return
+    if bounds is None:
+        return False
+    if bounds[0] >= 0 and bounds[1] < n_classes:
+        return not bounds[0] <= ignore_index <= bounds[1]
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if bool(bad.any()):
         value = int(target[bad].flatten()[0])
         classes = f"in [0, {n_classes - 1}]" if n_classes else "(there are none: C = 0)"
         raise IndexError(f"target values must be class indices {classes} "
                          f"or ignore_index={ignore_index}; got {value}")
+    return False
 
 
 def _check_probabilities(target: Tensor, ignore_index: int) -> None:
@@ -311,7 +369,9 @@ def class_count(input: Tensor) -> int:
 def batched(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """View an unbatched ``(C,)`` problem as a batch of one; the class dim is then 1."""
     if input.dim() == 1:
-        return input.unsqueeze(0), target.unsqueeze(0)
+        # class indices: a () or (1,) target, as PyTorch takes both; probabilities: (C,)
+        return input.unsqueeze(0), (target.unsqueeze(0) if target.is_floating_point()
+                                    else target.reshape(1))
     return input, target
 
 

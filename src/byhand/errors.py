@@ -46,7 +46,7 @@ class UnsupportedDTypeError(TypeError, NotImplementedError):
 
     Examples:
         >>> import torch; from byhand.softmax import softmax
-        >>> softmax(torch.tensor([1, 2, 3]))  # doctest: +ELLIPSIS
+        >>> softmax(torch.tensor([1, 2, 3]), dim=0)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
         byhand.errors.UnsupportedDTypeError: softmax: input must be a floating-point tensor; ... torch.int64

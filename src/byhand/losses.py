@@ -59,11 +59,13 @@ function therefore runs as PyTorch's does, propagating shapes only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from . import cross_entropy_core as _core
 from .cross_entropy_core import (
     CrossEntropyOptions,
     Reduction,
@@ -82,15 +84,17 @@ from .cross_entropy_core import (
     unbatched,
     upstream,
     validate,
+    validate_call,
 )
-from .errors import UnsupportedDTypeError
-from .softmax import opmath_dtype, softmax
+from .errors import ArgumentValueError, UnsupportedDTypeError
+from .softmax import log_softmax, opmath_dtype, softmax
 
 __all__ = [
     "Reduction",
     "cross_entropy",
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
+    "cross_entropy_target_backward",
     "mse_loss",
     "mse_loss_backward",
     "nll_loss",
@@ -198,14 +202,32 @@ def cross_entropy(
         tensor([0.5137, 0.3600])
     """
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
-    validate("cross_entropy", input, target, options)
+    _, every_kept = validate_call("cross_entropy", input, target, options)
     x, t = batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
+    if every_kept and options.plain and x.numel():
+        # No position ignored (the values were read in validation): no mask to form.
+        shift, _, sums = softmax_parts(work)
+        per = _kept_losses(work, shift, sums, t.long().unsqueeze(1)).to(x.dtype)
+        if reduction == "none":
+            return unbatched(per.squeeze(1), input.dim() == 1)
+        return _kept_total(per, reduction, x)
     shift, _, sums = softmax_parts(work)
     per = per_sample_loss(work, shift, sums.log(), t, options).to(loss_dtype(x, t, weight))
     if reduction == "none":
         return unbatched(per, input.dim() == 1)
     return reduce(per, reduction, denominator(x, t, options))
+
+
+def _kept_losses(x: Tensor, shift: Tensor, sums: Tensor, y: Tensor) -> Tensor:
+    r""":math:`L_n = m_n + \log\sum_k e^{x_{nk} - m_n} - x_{n y_n}` with the class dimension kept (size 1)."""
+    return shift + sums.log() - x.gather(1, y)
+
+
+def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
+    r""":math:`\sum_n L_n`, divided by the :math:`N` positions for ``mean`` (none ignored)."""
+    loss = total(per)
+    return loss.div(x.numel() // x.shape[1]) if reduction == "mean" else loss
 
 
 def cross_entropy_backward(
@@ -239,18 +261,27 @@ def cross_entropy_backward(
         True
     """
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
-    validate("cross_entropy", input, target, options)
+    _, every_kept = validate_call("cross_entropy", input, target, options)
     x, t = batched(input, target)
     g = grad_output.to(x.dtype)
     if reduction == "none" and input.dim() == 1:
         g = g.unsqueeze(0)
     work = x.to(opmath_dtype(x.dtype))
+    recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
+    if every_kept and options.plain and x.numel() and not recorded:
+        # No position ignored: g_n (s_nj - δ_{j y_n}), the softmax by PyTorch's fused kernel.
+        positions = x.numel() // x.shape[1]
+        a = (g / positions if reduction == "mean" else g).to(work.dtype)
+        a = a.unsqueeze(1) if reduction == "none" else a
+        y = t.long().unsqueeze(1)
+        grad = _softmax_in_place(work) * a  # a new tensor: batched when g is (torch.func.vmap)
+        grad = grad.scatter_add_(1, y, a.neg().expand(y.shape))
+        return unbatched(grad.to(x.dtype), input.dim() == 1)
     g = upstream(g, reduction, denominator(x, t, options), positions_like(x))
     g = g.to(work.dtype).contiguous()
     # Recorded (double backward): every step differentiable. Otherwise the softmax is
     # normalised in its own new buffer, and the product with g, which may be batched
     # under torch.func.vmap where s is not, is the one new tensor written.
-    recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
     s = softmax(work, 1) if recorded else _softmax_in_place(work)
     grad = input_gradient(s, g, t, options, overwrite=False)
     return unbatched(grad.to(x.dtype), input.dim() == 1)
@@ -288,9 +319,12 @@ def cross_entropy_forward_backward(
     """
     require_scalar_reduction("cross_entropy_forward_backward", reduction)
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
-    validate("cross_entropy", input, target, options)
+    _, every_kept = validate_call("cross_entropy", input, target, options)
     x, t = batched(input, target)
     work = x.to(opmath_dtype(x.dtype))
+    if every_kept and options.plain and x.numel():
+        loss, grad = _kept_forward_backward(work, t, reduction, x.dtype)
+        return loss, unbatched(grad, input.dim() == 1)
     shift, e, sums = softmax_parts(work)
     if options.plain and not t.is_floating_point():
         loss, grad = _plain_forward_backward(work, (shift, e, sums), t, options, x.dtype)
@@ -302,6 +336,24 @@ def cross_entropy_forward_backward(
     g = upstream(one, reduction, d, positions_like(x)).to(work.dtype).contiguous()
     grad = input_gradient(e.div_(sums), g, t, options, overwrite=True)
     return loss, unbatched(grad.to(x.dtype), input.dim() == 1)
+
+
+def _kept_forward_backward(x: Tensor, target: Tensor, reduction: str,
+                           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    r"""The plain case with no position ignored (known from validation): no mask is formed.
+
+    :math:`L_n = m_n + \log\sum_k e_{nk} - x_{n y_n}`, and the exponentials
+    :math:`e_{nk}`, divided in place by :math:`\sum_k e_{nk}/a`, become
+    :math:`a(s_{nj} - \delta_{j y_n})` with :math:`a = 1/N` (``mean``) or 1.
+    """
+    shift, e, sums = softmax_parts(x)
+    y = target.long().unsqueeze(1)
+    loss = _kept_total(_kept_losses(x, shift, sums, y).to(dtype), reduction, x)
+    positions = x.numel() // x.shape[1]
+    a = 1.0 / positions if reduction == "mean" else 1.0
+    grad = e.div_(sums * positions if reduction == "mean" else sums)
+    grad = grad.scatter_add_(1, y, grad.new_full((1,) * y.dim(), -a).expand(y.shape))
+    return loss, grad.to(dtype)
 
 
 def _plain_forward_backward(
@@ -331,22 +383,105 @@ def _plain_forward_backward(
     return loss, grad.to(dtype)
 
 
+def cross_entropy_target_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Gradients of :func:`cross_entropy` with respect to a probability ``target`` and ``weight``.
+
+    With :math:`L_n = -\sum_j w_j t'_{nj}\ell_{nj}` and
+    :math:`t'_{nj} = (1-\varepsilon)t_{nj} + \varepsilon/C`,
+
+    .. math:: \frac{\partial L}{\partial t_{nj}} = -g_n(1-\varepsilon)\,w_j\,\ell_{nj},
+              \qquad
+              \frac{\partial L}{\partial w_j} = -\sum_n g_n\,t'_{nj}\,\ell_{nj}.
+
+    Returns ``(grad_target, grad_weight)`` (``grad_weight`` is None without ``weight``),
+    each in its argument's dtype. Class-index targets have no gradient: a ``ValueError``.
+
+    Examples:
+        >>> x, t = torch.tensor([[2.0, 1.0, 0.1]]), torch.tensor([[0.7, 0.2, 0.1]])
+        >>> tt = t.clone().requires_grad_()
+        >>> torch.nn.functional.cross_entropy(x, tt).backward()
+        >>> grad_t, _ = cross_entropy_target_backward(torch.tensor(1.0), x, t)
+        >>> torch.allclose(grad_t, tt.grad)
+        True
+    """
+    options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
+    if not validate("cross_entropy", input, target, options):
+        raise ValueError("cross_entropy_target_backward: class-index targets have no gradient; "
+                         f"got target dtype {target.dtype}")
+    x, t = batched(input, target)
+    dtype = loss_dtype(x, t, weight)
+    logp = log_softmax(x.to(opmath_dtype(dtype)), 1)
+    g = grad_output.unsqueeze(0) if (reduction == "none" and input.dim() == 1) else grad_output
+    g = upstream(g.to(logp.dtype), reduction, denominator(x, t, options), positions_like(x))
+    g_logp = g.unsqueeze(1) * logp
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    eps = label_smoothing
+    w = 1.0 if weight is None else weight.to(logp.dtype).view(view)
+    grad_t = unbatched((-(1 - eps) * w * g_logp).to(target.dtype), input.dim() == 1)
+    if weight is None:
+        return grad_t, None
+    t_prime = t.to(logp.dtype) * (1 - eps) + (eps / x.shape[1] if x.shape[1] else 0.0)
+    dims = [d for d in range(x.dim()) if d != 1]
+    grad_w = -(t_prime * g_logp).sum(dims) if dims else -(t_prime * g_logp)
+    return grad_t, grad_w.to(weight.dtype)
+
+
 # -------------------------------------------------------------------------------- MSE
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: Reduction = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
     r""":math:`L = \frac{1}{K}\sum_k (x_k - t_k)^2` over all :math:`K` elements (``mean``).
 
-    The loss has the promoted dtype of input and target, as in PyTorch; the ``mean``
-    of no elements is :math:`0/0 = \mathrm{nan}`.
+    The arguments are :func:`torch.nn.functional.mse_loss`'s, in its order: the legacy
+    ``size_average``/``reduce`` (with PyTorch's deprecation warning) and an elementwise
+    ``weight`` (``mean`` then divides by its sum). A ``target`` of another shape is
+    broadcast against ``input`` with PyTorch's warning. The loss has the promoted dtype
+    of input and target, as in PyTorch; the ``mean`` of no elements is
+    :math:`0/0 = \mathrm{nan}`.
 
     Examples:
         >>> mse_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
         tensor(2.5000)
     """
+    reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    if isinstance(input, Tensor) and isinstance(target, Tensor) and target.shape != input.shape:
+        warnings.warn(f"Using a target size ({target.size()}) that is different to the input "
+                      f"size ({input.size()}). This will likely lead to incorrect results due "
+                      "to broadcasting. Please ensure they have the same size.", stacklevel=2)
     _check_mse(input, target, reduction)
-    per = (input - target) ** 2
-    return reduce(per, reduction, per.numel())
+    dtype = torch.promote_types(input.dtype, target.dtype)  # bool - float: as PyTorch, in float
+    per = (input.to(dtype) - target.to(dtype)) ** 2
+    if weight is not None:
+        return _weighted_mse(per, input, weight, reduction)
+    return _core.reduce(per, reduction, per.numel())
+
+
+def _weighted_mse(per: Tensor, input: Tensor, weight: Tensor, reduction: str) -> Tensor:
+    r""":math:`\sum_k v_k (x_k - t_k)^2`, over :math:`\sum_k v_k` for ``mean`` (PyTorch's ``weight=``)."""
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"mse_loss: weight must be a Tensor or None; got {type(weight).__name__}")
+    if weight.shape != input.shape:
+        raise ValueError(f"mse_loss: weight must have the input's shape {tuple(input.shape)}; "
+                         f"got {tuple(weight.shape)}")
+    per = per * weight
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" else per.sum() / weight.sum()
 
 
 def mse_loss_backward(
@@ -362,22 +497,50 @@ def mse_loss_backward(
         tensor([1., 2.])
     """
     _check_mse(input, target, reduction)
-    count = input.numel()
+    count = torch.broadcast_shapes(input.shape, target.shape).numel()  # type: ignore[no-untyped-call]
     scale = 2.0 / count if reduction == "mean" and count else 2.0
     grad = scale * grad_output * (input - target)
+    if grad.shape != input.shape:  # input broadcast against target: sum over the copies
+        grad = grad.sum_to_size(input.shape)
     return grad.to(input.dtype) if input.is_floating_point() else grad
 
 
+def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """The ``reduction`` that PyTorch's legacy ``size_average``/``reduce`` arguments mean, with its warnings.
+
+    ``'elementwise_mean'`` is an old name of ``'mean'``. Both warn exactly as PyTorch does.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True):
+        ...     warnings.simplefilter("always")
+        ...     legacy_reduction(False, None, "mean"), legacy_reduction(None, None, "elementwise_mean")
+        ('sum', 'mean')
+    """
+    if size_average is not None or reduce is not None:
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce, emit_warning=True)
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. "
+                      "Please use reduction='mean' instead.", stacklevel=3)
+        reduction = "mean"
+    return reduction
+
+
 def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
+    for name, value in (("input", input), ("target", target)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"mse_loss: {name} must be a Tensor; got {type(value).__name__}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(
             f"mse_loss: reduction must be one of 'mean', 'sum' or 'none'; got {reduction!r}"
         )
     if input.shape != target.shape:
-        raise ValueError(
-            f"mse_loss: target shape must equal input shape {tuple(input.shape)}; "
-            f"got {tuple(target.shape)}"
-        )
+        try:
+            torch.broadcast_shapes(input.shape, target.shape)  # type: ignore[no-untyped-call]
+        except RuntimeError:
+            raise ArgumentValueError(
+                f"mse_loss: target size {tuple(target.shape)} does not broadcast with input "
+                f"size {tuple(input.shape)}") from None
     if not torch.promote_types(input.dtype, target.dtype).is_floating_point:
         raise UnsupportedDTypeError(
             "mse_loss: input or target must be a floating-point tensor; "

@@ -31,6 +31,8 @@ PyTorch does; nothing reads a value, so every function also runs on ``meta`` ten
 from __future__ import annotations
 
 import math
+import operator
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -72,13 +74,36 @@ def _require_float(fn: str, x: Tensor) -> None:
 
 
 def _require_int_dim(fn: str, dim: object) -> None:
-    if not isinstance(dim, int):
+    if isinstance(dim, bool) or not hasattr(dim, "__index__"):
         raise TypeError(f"{fn}: dim must be an int; got {dim!r}")
+
+
+def _require_tensor(fn: str, input: object) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: input must be a Tensor; got {type(input).__name__}")
+
+
+def _softmax_dim(fn: str, input: Tensor, dim: object, stacklevel: int) -> int:
+    """``dim`` as an ``int`` (NumPy integers too); ``None`` takes PyTorch's legacy choice, with its warning.
+
+    The legacy choice is dimension 0 for 0-, 1- and 3-dimensional inputs and 1 otherwise.
+    """
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {fn} has been deprecated. "
+                      "Change the call to include dim=X as an argument.", stacklevel=stacklevel)
+        return 0 if input.dim() in (0, 1, 3) else 1
+    _require_int_dim(fn, dim)
+    return operator.index(dim)  # type: ignore[arg-type]
+
+
+def _cast(input: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """``input`` in ``dtype`` first, as PyTorch's ``dtype=`` does (the gradient flows back through it)."""
+    return input if dtype is None else input.to(dtype)
 
 
 def _reduced_dims(fn: str, dim: Dims, ndim: int) -> tuple[int, ...]:
     """``dim`` as a sorted tuple of non-negative dimensions, checked as PyTorch checks it."""
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = (operator.index(dim),) if hasattr(dim, "__index__") else tuple(map(operator.index, dim))
     if not dims:
         raise ArgumentValueError(f"{fn}: dim must name at least one dimension; got {dim!r}")
     rank = max(ndim, 1)
@@ -121,13 +146,30 @@ def logsumexp(input: Tensor, dim: Dims = -1, keepdim: bool = False) -> Tensor:
         >>> x.exp().sum(dim=1).log()
         tensor([   inf, 0.3133])
     """
+    _require_tensor("logsumexp", input)
     if input.is_complex():
-        raise UnsupportedDTypeError(f"logsumexp: input must be real; got dtype {input.dtype}")
+        return _complex_logsumexp(input, _reduced_dims("logsumexp", dim, input.dim()), keepdim)
     if not input.is_floating_point():
         input = input.to(torch.get_default_dtype())
     dims = _reduced_dims("logsumexp", dim, input.dim())
     out = _logsumexp_keepdim(input.to(opmath_dtype(input.dtype)), dims)
     return (out if keepdim else out.squeeze(dims)).to(input.dtype)
+
+
+def _complex_logsumexp(x: Tensor, dims: tuple[int, ...], keepdim: bool) -> Tensor:
+    r""":math:`\log\sum_k e^{z_k}` of complex :math:`z`, shifted by :math:`m = \max_k \operatorname{Re} z_k`.
+
+    As PyTorch computes it: the shift (0 where infinite) bounds the moduli
+    :math:`|e^{z_k - m}| \le 1`; it is a constant for the derivative, which is
+    :math:`e^{z_j - \operatorname{lse}(z)}`.
+    """
+    if x.numel() == 0:
+        out = x.exp().sum(dim=dims, keepdim=True).log()
+    else:
+        m = x.real.amax(dim=dims, keepdim=True).detach()
+        m = m.masked_fill(m.isinf(), 0)
+        out = (x - m).exp().sum(dim=dims, keepdim=True).log() + m
+    return out if keepdim else out.squeeze(dims)
 
 
 def logsumexp_backward(
@@ -166,19 +208,26 @@ def _softmax(x: Tensor, dim: int) -> Tensor:
     return e / e.sum(dim=dim, keepdim=True)
 
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+            dtype: torch.dtype | None = None) -> Tensor:
     r""":math:`s_i = e^{x_i - m} / \sum_k e^{x_k - m}` along ``dim``.
+
+    The arguments are :func:`torch.nn.functional.softmax`'s: ``dtype`` converts the
+    input first; without ``dim``, PyTorch's legacy choice (0 for 0-, 1- and
+    3-dimensional inputs, else 1) with its deprecation warning.
 
     Examples:
         >>> x = torch.tensor([1.0, 2.0, 3.0])
-        >>> softmax(x)
+        >>> softmax(x, dim=0)
         tensor([0.0900, 0.2447, 0.6652])
-        >>> softmax(x + 1000.0)
+        >>> softmax(x + 1000.0, dim=0)
         tensor([0.0900, 0.2447, 0.6652])
     """
+    _require_tensor("softmax", input)
+    axis = _softmax_dim("softmax", input, dim, _stacklevel)
+    input = _cast(input, dtype)
     _require_float("softmax", input)
-    _require_int_dim("softmax", dim)
-    return _softmax(input.to(opmath_dtype(input.dtype)), dim).to(input.dtype)
+    return _softmax(input.to(opmath_dtype(input.dtype)), axis).to(input.dtype)
 
 
 def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tensor:
@@ -205,8 +254,11 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
     return (s * (g - (g * s).sum(dim=dim, keepdim=True))).to(input.dtype)
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
+                dtype: torch.dtype | None = None) -> Tensor:
     r""":math:`\ell_i = x_i - \operatorname{lse}(x) = (x_i - m) - \log\sum_k e^{x_k - m}` along ``dim``.
+
+    The arguments are :func:`torch.nn.functional.log_softmax`'s (see :func:`softmax`).
 
     The subtraction of :math:`m` comes first: :math:`x_i - m` is exact for the
     largest entries, whereas :math:`x_i - \operatorname{lse}(x)` would round
@@ -215,18 +267,20 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
 
     Examples:
         >>> x = torch.tensor([1.0, 2.0, 3.0])
-        >>> log_softmax(x)
+        >>> log_softmax(x, dim=0)
         tensor([-2.4076, -1.4076, -0.4076])
-        >>> log_softmax(x).exp().sum()
+        >>> log_softmax(x, dim=0).exp().sum()
         tensor(1.)
     """
+    _require_tensor("log_softmax", input)
+    axis = _softmax_dim("log_softmax", input, dim, _stacklevel)
+    input = _cast(input, dtype)
     _require_float("log_softmax", input)
-    _require_int_dim("log_softmax", dim)
     x = input.to(opmath_dtype(input.dtype))
     if x.numel() == 0:
         return input.clone()
-    z = x - x.amax(dim=dim, keepdim=True)
-    return (z - z.exp().sum(dim=dim, keepdim=True).log()).to(input.dtype)
+    z = x - x.amax(dim=axis, keepdim=True)
+    return (z - z.exp().sum(dim=axis, keepdim=True).log()).to(input.dtype)
 
 
 def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tensor:
