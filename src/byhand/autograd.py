@@ -45,12 +45,14 @@ import torch
 from torch import Tensor
 
 from . import losses
+from .cross_entropy_checks import (
+    check_types,
+    validate,
+)
 from .cross_entropy_core import (
     CrossEntropyOptions,
     Reduction,
-    check_types,
     loss_dtype,
-    validate,
 )
 from .errors import ArgumentValueError
 

@@ -2,7 +2,7 @@ r"""The arguments of :func:`byhand.linear_cross_entropy.linear_cross_entropy`, c
 
 :func:`prepare` validates a call (the linear layer's shapes and dtypes, the chunk sizes,
 the soft cap and z-loss scale, then the cross-entropy's own arguments through
-:func:`byhand.cross_entropy_core.validate` on a stand-in of the logits) and returns the
+:func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and returns the
 :class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the argument and are
 of PyTorch's type (see :mod:`byhand.errors`).
 """
@@ -15,7 +15,8 @@ from typing import Any
 from torch import Tensor
 
 from .chunked_sweep import Sweep
-from .cross_entropy_core import CrossEntropyOptions, validate
+from .cross_entropy_checks import validate
+from .cross_entropy_core import CrossEntropyOptions
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
 __all__ = ["check_linear", "check_settings", "options_from", "prepare"]

@@ -51,16 +51,18 @@ from torch.autograd.function import once_differentiable
 
 from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
 from .chunked_sweep import logits as chunk_logits
+from .cross_entropy_checks import (
+    no_target_grad,
+    require_scalar_reduction,
+    validate,
+)
 from .cross_entropy_core import (
     Reduction,
     denominator,
     loss_dtype,
-    no_target_grad,
-    require_scalar_reduction,
     softmax_parts,
     total,
     upstream,
-    validate,
 )
 from .errors import ArgumentValueError
 from .linear_ce_arguments import check_linear, options_from, prepare

@@ -66,6 +66,11 @@ import torch
 from torch import Tensor
 
 from . import cross_entropy_core as _core
+from .cross_entropy_checks import (
+    require_scalar_reduction,
+    validate,
+    validate_call,
+)
 from .cross_entropy_core import (
     CrossEntropyOptions,
     Reduction,
@@ -76,15 +81,12 @@ from .cross_entropy_core import (
     per_sample_loss,
     positions_like,
     reduce,
-    require_scalar_reduction,
     softmax_parts,
     target_indices,
     target_weight,
     total,
     unbatched,
     upstream,
-    validate,
-    validate_call,
 )
 from .errors import ArgumentValueError, UnsupportedDTypeError
 from .softmax import log_softmax, opmath_dtype, softmax

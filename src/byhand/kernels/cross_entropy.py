@@ -52,7 +52,8 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
-from ..cross_entropy_core import CrossEntropyOptions, validate
+from ..cross_entropy_checks import validate
+from ..cross_entropy_core import CrossEntropyOptions
 from ..errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
 __all__ = ["KernelUnavailableError", "check_options", "cross_entropy",
@@ -74,7 +75,7 @@ def check_options(fn: str, input: Tensor, target: Tensor, weight: Tensor | None,
     What only the kernel requires is checked here (float32, bfloat16 or float16 input
     of shape ``(N, C)`` or ``(C,)``, int64 class indices, every tensor on the input's
     device); the options themselves go through the package's one cross-entropy check,
-    :func:`byhand.cross_entropy_core.validate`, with a
+    :func:`byhand.cross_entropy_checks.validate`, with a
     :class:`~byhand.cross_entropy_core.CrossEntropyOptions`. Raises
     :class:`~byhand.errors.ArgumentValueError`, :class:`~byhand.errors.ArgumentTypeError`,
     :class:`~byhand.errors.UnsupportedDTypeError` or :class:`IndexError`, like
