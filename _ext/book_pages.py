@@ -5,6 +5,10 @@
   ``book_appendices`` setting are lettered instead, in order: A, B, ... Their sections,
   figures, equations and exercises read "A.1", the sidebar shows "A.", and the page title
   reads "Appendix A. ...". A ``{numref}`` to the appendix gives the letter.
+- **Accessible names.** myst-nb names every "Show code cell source" summary "Toggle
+  hidden content", which is not what it shows (WCAG 2.5.3): the page drops that label so
+  the visible text names it. The sidebar's chevrons that open a section get a name
+  ("Sections of API reference"); they had none.
 - **No Font Awesome JavaScript.** pydata-sphinx-theme loads ``fontawesome.js`` (1.5 MB)
   to swap every ``<i class="fa-...">`` for an SVG, although its stylesheet already draws
   the same icons from the Font Awesome webfont it ships. The script tag is dropped from
@@ -13,6 +17,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import string
 from pathlib import Path
@@ -23,6 +28,10 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 
 APPENDIX_PREFIX = "Appendix "
+_SIDEBAR_CHEVRON = re.compile(
+    r'(<a class="[^"]*reference internal[^"]*" href="[^"]*">(?P<title>(?:(?!</a>).)*?)</a>'
+    r'<details)(\s+open="open")?>'
+    r'<summary>(?=<span class="toctree-toggle")')
 _FONTAWESOME_SCRIPT = re.compile(
     r'[ \t]*<script[^>]*src="[^"]*_static/scripts/fontawesome\.js[^"]*"[^>]*></script>\n?')
 
@@ -71,13 +80,28 @@ def title_the_appendix(app: Sphinx, pagename: str, templatename: str,
             lambda m: m.group(1) + APPENDIX_PREFIX + m.group(2), body, count=1)
 
 
-def drop_fontawesome_js(app: Sphinx, exception: Exception | None) -> None:
+def name_summaries(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
+                   doctree: object) -> None:
+    """A folded cell's summary is named by the text it shows ("Show code cell source")."""
+    body = context.get("body")
+    if isinstance(body, str):
+        context["body"] = body.replace('<summary aria-label="Toggle hidden content">', "<summary>")
+
+
+def _name_chevron(match: re.Match[str]) -> str:
+    title = html.unescape(re.sub(r"<[^>]+>", "", match.group("title"))).strip()
+    return (f'{match.group(1)}{match.group(3) or ""}>'
+            f'<summary aria-label="Sections of {html.escape(title, quote=True)}">')
+
+
+def finish_pages(app: Sphinx, exception: Exception | None) -> None:
+    """Name the sidebar's chevrons; drop fontawesome.js from every page and from _static."""
     if exception is not None or app.builder.format != "html":
         return
     out = Path(app.outdir)
     for page in out.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        stripped = _FONTAWESOME_SCRIPT.sub("", text)
+        stripped = _SIDEBAR_CHEVRON.sub(_name_chevron, _FONTAWESOME_SCRIPT.sub("", text))
         if stripped != text:
             page.write_text(stripped, encoding="utf-8")
     for name in ("fontawesome.js", "fontawesome.js.map", "fontawesome.js.LICENSE.txt"):
@@ -89,5 +113,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     # After the toctree collector (priority 500) has numbered every chapter.
     app.connect("env-get-updated", letter_appendices, priority=900)
     app.connect("html-page-context", title_the_appendix)
-    app.connect("build-finished", drop_fontawesome_js)
+    app.connect("html-page-context", name_summaries)
+    app.connect("build-finished", finish_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

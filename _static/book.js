@@ -61,8 +61,31 @@
     });
   };
 
+  /* A box that scrolls sideways (a long equation, a wide output) can be reached and
+     scrolled with the keyboard. MathJax typesets lazily, so equations are looked at again
+     whenever new ones appear. */
+  const SCROLLERS = "div.math > mjx-container, div.cell_output pre, div.highlight pre";
+  const addTabStops = () => {
+    document.querySelectorAll(SCROLLERS).forEach((el) => {
+      if (el.scrollWidth > el.clientWidth + 1 && !el.hasAttribute("tabindex")) {
+        el.setAttribute("tabindex", "0");
+      }
+    });
+  };
+  const watchScrollers = () => {
+    addTabStops();
+    let pending = null;
+    const later = () => {
+      if (pending === null) pending = window.setTimeout(() => { pending = null; addTabStops(); }, 100);
+    };
+    const main = document.querySelector("main") || document.body;
+    new MutationObserver(later).observe(main, { childList: true, subtree: true });
+    window.addEventListener("resize", later);
+  };
+
   whenReady(() => {
     wrapProseOutput();
+    watchScrollers();
     // After sphinx-togglebutton, which adds its buttons on DOMContentLoaded too.
     window.setTimeout(() => {
       nameToggles();

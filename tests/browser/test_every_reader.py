@@ -63,7 +63,8 @@ async (rules) => {
   const options = rules
     ? {runOnly: {type: 'rule', values: rules}, resultTypes: ['violations']}
     : {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
-       rules: {'label-content-name-mismatch': {enabled: true}}, resultTypes: ['violations']};
+       rules: {'label-content-name-mismatch': {enabled: true},
+               'aria-deprecated-role': {enabled: true}}, resultTypes: ['violations']};
   const result = await axe.run(document, options);
   return result.violations.map(v => ({
     id: v.id, impact: v.impact, nodes: v.nodes.length,
@@ -84,7 +85,8 @@ async (column) => {
     return false;
   };
   let widest = {right: 0, what: ''};
-  for (const el of document.body.querySelectorAll('*')) {
+  const content = document.querySelector('.bd-main') || document.body;
+  for (const el of content.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.right <= widest.right || clips(el)) continue;
     widest = {right: Math.round(r.right),
