@@ -40,8 +40,8 @@ MIN_FIGURE_PX = 9.0
 MAX_TYPESET_MS_ON_A_PHONE = 4000
 #: What a chapter may weigh, all its files together (4.0-4.6 MB with fontawesome.js).
 MAX_CHAPTER_BYTES = 3_200_000
-#: Icons in the phone's header bar, menu buttons included (8 with the full-screen button).
-MAX_PHONE_HEADER_ICONS = 7
+#: Icons in the phone's header bar, menu buttons included (8 before: full screen, repository).
+MAX_PHONE_HEADER_ICONS = 6
 
 # Record when MathJax has finished its first typesetting pass, from the page's own clock.
 _TYPESET_CLOCK = """
