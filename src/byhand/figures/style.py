@@ -13,6 +13,7 @@ annotations) to :data:`PHONE_LABEL_MIN_PX`, and a sub- or superscript to
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import matplotlib as mpl
@@ -106,11 +107,18 @@ def _tick_labels(fig: Figure) -> set[int]:
     return ticks
 
 
-def _shown_texts(fig: Figure) -> list[Text]:
-    """The texts a reader sees: visible, not empty, drawn inside the saved figure."""
+def _draw(fig: Figure) -> None:
+    """Lay ``fig`` out to measure it, quietly: the notebook's own drawing reports problems."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fig.canvas.draw()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig.canvas.draw()
+
+
+def _shown_texts(fig: Figure) -> list[Text]:
+    """The texts a reader sees: visible, not empty, drawn inside the saved figure."""
+    _draw(fig)
     renderer = fig.canvas.get_renderer()
     bbox = fig.get_tightbbox(renderer)
     shown = []
@@ -128,9 +136,7 @@ def _shown_texts(fig: Figure) -> list[Text]:
 
 def _shown_width_pt(fig: Figure) -> float:
     """The width, in points, of the figure as the notebook saves it (``bbox_inches="tight"``)."""
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    fig.canvas.draw()
+    _draw(fig)
     bbox = fig.get_tightbbox(fig.canvas.get_renderer())
     pad = float(mpl.rcParams["savefig.pad_inches"])
     return (bbox.width + 2 * pad) * 72.0
@@ -155,8 +161,14 @@ def phone_text_sizes(fig: Figure, column_px: float = PHONE_COLUMN_PX) -> list[Ph
 
 
 def _phone_scale(fig: Figure) -> float:
-    """CSS pixels per point of ``fig`` on a phone (see :func:`phone_text_sizes`)."""
-    width_pt = _shown_width_pt(fig)
+    """CSS pixels per point of ``fig`` on a phone, from the figure's own width.
+
+    :func:`phone_legible` sizes text by the figure's width, not by the saved one: text that
+    sticks out widens the saved figure, and enlarging it for that would widen it again.
+    """
+    # The saved figure is padded by savefig.pad_inches on each side; allow a little more
+    # for text that reaches the edge.
+    width_pt = (fig.get_figwidth() + 2 * float(mpl.rcParams["savefig.pad_inches"]) + 0.15) * 72.0
     return min(PHONE_COLUMN_PX, width_pt * 4.0 / 3.0) / width_pt
 
 
@@ -173,8 +185,8 @@ def phone_legible(fig: Figure, minimum: float = PHONE_MIN_POINTS) -> Figure:
     for text in fig.findobj(Text):
         if text.get_fontsize() < minimum:
             text.set_fontsize(minimum)
-    for _ in range(6):  # bigger type widens the saved figure a little: settle in turn
-        scale = _phone_scale(fig)
+    scale = _phone_scale(fig)
+    for _ in range(3):  # tick labels appear or change as the type grows: look again
         ticks = _tick_labels(fig)
         changed = False
         for ax in fig.axes:
@@ -199,4 +211,8 @@ def phone_legible(fig: Figure, minimum: float = PHONE_MIN_POINTS) -> Figure:
                 changed = True
         if not changed:
             break
+        # If the text now sticks out of the figure, the phone shrinks it more: size for
+        # the saved width next time round (a bounded number of times, so it cannot run away).
+        saved_pt = _shown_width_pt(fig)
+        scale = min(scale, min(PHONE_COLUMN_PX, saved_pt * 4.0 / 3.0) / saved_pt)
     return fig
