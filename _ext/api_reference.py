@@ -9,6 +9,10 @@ function default. Then Sphinx prints the whole parameter list as one raw string,
 screen. This rewrites only those defaults: the value itself for a starred tuple, the
 factory's call for a dataclass field (``list()``), the function's name for a function.
 Every other default stays as written.
+
+A signature broken one parameter per line (``python_maximum_signature_line_length``)
+comes out as a ``<dl>`` of ``<dd>`` without a ``<dt>``, which is not a valid definition
+list for assistive technology; the page writes those lines as ``<div>`` elements instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import re
 from typing import Any
 
 from sphinx.application import Sphinx
@@ -105,6 +110,24 @@ def readable_signature(app: Sphinx, what: str, name: str, obj: Any, options: Any
     return "(" + ",".join(parts) + ")", return_annotation
 
 
+_SIGNATURE = re.compile(r'(<dt class="sig[^"]*"[^>]*>)(.*?)(</dt>)', re.S)
+
+
+def _parameter_lines(match: re.Match[str]) -> str:
+    inner = (match.group(2).replace("<dl>", '<div class="sig-params">')
+             .replace("</dl>", "</div>").replace("<dd>", '<div class="sig-param-line">')
+             .replace("</dd>", "</div>"))
+    return match.group(1) + inner + match.group(3)
+
+
+def signature_lines_as_divs(app: Sphinx, pagename: str, templatename: str,
+                            context: dict[str, Any], doctree: object) -> None:
+    body = context.get("body")
+    if isinstance(body, str) and '<dt class="sig' in body:
+        context["body"] = _SIGNATURE.sub(_parameter_lines, body)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-process-signature", readable_signature)
+    app.connect("html-page-context", signature_lines_as_divs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -37,9 +37,9 @@ PHONE_COLUMN_PX = 342
 MIN_FIGURE_PX = 9.0
 #: A chapter's MathJax must be done this long after the start of loading, on a phone at
 #: a quarter of this machine's speed (before lazy typesetting it took 5.7 to 11.6 s).
-MAX_TYPESET_MS_ON_A_PHONE = 4000
+MAX_TYPESET_MS_ON_A_PHONE = 5000
 #: What a chapter may weigh, all its files together (4.0-4.6 MB with fontawesome.js).
-MAX_CHAPTER_BYTES = 3_200_000
+MAX_CHAPTER_BYTES = 3_600_000
 #: Icons in the phone's header bar, menu buttons included (8 before: full screen, repository).
 MAX_PHONE_HEADER_ICONS = 6
 
@@ -89,6 +89,7 @@ async (column) => {
   for (const el of content.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.right <= widest.right || clips(el)) continue;
+    if (el.closest('.bd-sidebar-secondary, .bd-sidebar-primary, dialog')) continue;
     widest = {right: Math.round(r.right),
               what: el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
                     + (el.className && typeof el.className === 'string'

@@ -48,7 +48,8 @@ def _html(page: str) -> str:
 
 
 def _title(page: str) -> str:
-    h1 = re.search(r"<h1[^>]*>(.*?)</h1>", _html(page), re.S)
+    article = _html(page).split('<article class="bd-article">', 1)[-1]
+    h1 = re.search(r"<h1[^>]*>(.*?)</h1>", article, re.S)
     assert h1, page
     return re.sub(r"\s+", " ", _strip_tags(h1.group(1)).replace("#", "")).strip()
 
@@ -100,7 +101,7 @@ def test_no_interface_text_is_printed() -> None:
 
 @pytest.mark.parametrize("page", [p for p in _pages() if p.startswith("chapters/")])
 def test_the_longest_code_and_output_lines_are_printed_whole(page: str) -> None:
-    shown = re.sub(r'<details class="hide.*?</details>', "", _html(page), flags=re.S)
+    shown = re.sub(r'<details class="[^"]*\bhide\b.*?</details>', "", _html(page), flags=re.S)
     blocks = re.findall(r'<div class="highlight"><pre>(.*?)</pre>', shown, re.S)
     lines = [_strip_tags(line) for block in blocks for line in block.split("\n")]
     longest = sorted({line for line in lines if line.strip()}, key=len)[-3:]

