@@ -81,6 +81,9 @@
     const main = document.querySelector("main") || document.body;
     new MutationObserver(later).observe(main, { childList: true, subtree: true });
     window.addEventListener("resize", later);
+    // An opened <details> (a folded cell, a solution) may hold a box that scrolls.
+    document.addEventListener("toggle", addTabStops, true);
+    document.addEventListener("click", later, true);
   };
 
   whenReady(() => {

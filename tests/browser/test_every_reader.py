@@ -178,9 +178,10 @@ def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
         # Then everything a reader can open or scroll to: solutions, hidden cells, maths.
         _open_everything(p)
         _typeset_everything(p)
+        p.wait_for_timeout(300)  # book.js gives the boxes that now scroll a tab stop
         opened = p.evaluate(_AXE_RUN, None)
         p.evaluate("() => document.documentElement.setAttribute('data-theme', 'dark')")
-        p.wait_for_timeout(100)
+        p.wait_for_timeout(500)  # past the theme's colour transitions
         dark = p.evaluate(_AXE_RUN, ["color-contrast", "link-in-text-block"])
         return {"typeset_ms": typeset_ms, **measured, "header_icons": header_icons,
                 "axe": {"light": light, "opened": opened, "dark": dark},
