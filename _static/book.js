@@ -79,7 +79,10 @@
       if (pending === null) pending = window.setTimeout(() => { pending = null; addTabStops(); }, 100);
     };
     const main = document.querySelector("main") || document.body;
-    new MutationObserver(later).observe(main, { childList: true, subtree: true });
+    // New maths, or a solution shown by sphinx-togglebutton (a class change).
+    new MutationObserver(later).observe(main, {
+      childList: true, subtree: true, attributes: true, attributeFilter: ["class", "open"],
+    });
     window.addEventListener("resize", later);
     // An opened <details> (a folded cell, a solution) may hold a box that scrolls.
     document.addEventListener("toggle", addTabStops, true);
