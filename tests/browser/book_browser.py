@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import subprocess
 import threading
@@ -16,7 +17,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-HTML = ROOT / "_build" / "html"
+#: The built book; BOOK_HTML points the tests at another build of it.
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
@@ -89,12 +91,22 @@ def browser():
 
 
 class Visit:
-    """A page opened with outside requests blocked, recording errors and blocked URLs."""
+    """A page opened with outside requests blocked, recording errors and blocked URLs.
 
-    def __init__(self, browser, url: str, viewport: dict[str, int] | None = None) -> None:
+    ``init_script`` runs in the page before any of its own scripts; ``cpu_slowdown``
+    slows the page's CPU down that many times (Chromium's throttling), as on a phone.
+    """
+
+    def __init__(self, browser, url: str, viewport: dict[str, int] | None = None,
+                 init_script: str | None = None, cpu_slowdown: float = 1) -> None:
         self.errors: list[str] = []
         self.blocked: list[str] = []
+        self._cdp = None
         self.page = browser.new_page(viewport=viewport or {"width": 1280, "height": 900})
+        if init_script:
+            self.page.add_init_script(init_script)
+        if cpu_slowdown != 1:
+            self.set_cpu_slowdown(cpu_slowdown)
         self.page.route("**/*", self._only_local)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
@@ -111,5 +123,21 @@ class Visit:
         if msg.type == "error":
             self.errors.append(msg.text)
 
+    def set_cpu_slowdown(self, rate: float) -> None:
+        if self._cdp is None:
+            self._cdp = self.page.context.new_cdp_session(self.page)
+        self._cdp.send("Emulation.setCPUThrottlingRate", {"rate": rate})
+
     def close(self) -> None:
         self.page.close()
+
+
+#: Typeset every equation of the page, also those MathJax's lazy typesetting has left for
+#: when they scroll into view.
+TYPESET_ALL_JS = """async () => {
+  const mj = window.MathJax;
+  if (!mj || !mj.startup || !mj.startup.promise) return;
+  await mj.startup.promise;
+  const doc = mj.startup.document;
+  if (doc && doc.lazyTypesetAll) await doc.lazyTypesetAll();
+}"""

@@ -128,7 +128,7 @@ def test_phone_legible_raises_small_text_and_ticks_only() -> None:
 
     from byhand.figures.style import PHONE_MIN_POINTS, phone_legible
 
-    fig, ax = plt.subplots()
+    fig, ax = plt.subplots(figsize=(4.0, 3.0))  # shown at natural size: 12 pt = 16 px
     small = ax.set_title("small", fontsize=8)
     large = ax.set_xlabel("large", fontsize=16)
     assert phone_legible(fig) is fig

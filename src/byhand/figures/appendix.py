@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .style import phone_legible
+
 
 def plot_fp16_limits(
     n: Tensor, numerator: Tensor, denominator: Tensor, zero_fraction: dict[str, Tensor],
@@ -32,7 +34,7 @@ def plot_fp16_limits(
         )
     fp16_max = float(torch.finfo(torch.float16).max)
     nn_ = n.detach().cpu().double().numpy()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 8.0), layout="constrained",
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 9.0), layout="constrained",
                                       sharex=True)
     top.plot(nn_, numerator.detach().cpu().double().numpy(), marker="o", markersize=3,
              label=r"summed loss $\sum_n L_n$")
@@ -59,5 +61,5 @@ def plot_fp16_limits(
     for ax in (top, bottom):
         for line in ax.get_lines():
             handles.setdefault(line.get_label(), line)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2)
-    return fig
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=1)
+    return phone_legible(fig)

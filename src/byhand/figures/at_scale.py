@@ -38,7 +38,7 @@ def _style(name: str) -> dict[str, str]:
 def plot_scaling(
     sweeps: Sequence[Mapping[str, object]], legend_names: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Peak extra memory (left) and time (right) of each contestant, one row per sweep.
+    """Peak extra memory (above) and time (below) of each contestant, for each sweep.
 
     Each sweep holds ``x`` (the sizes along the sweep), ``xlabel``, ``peak_bytes`` and
     ``seconds`` (contestant name to one value per size), and optionally ``name``, the
@@ -49,8 +49,11 @@ def plot_scaling(
     if not sweeps:
         raise ValueError("plot_scaling: sweeps must hold at least one sweep; got none")
     names = legend_names or {}
-    fig, axes = plt.subplots(len(sweeps), 2, figsize=(5.6, 3.0 * len(sweeps) + 0.6),
+    # Memory above time for each sweep, one panel a row: side by side, the log axes'
+    # labels leave too little room for type a phone can read.
+    fig, flat = plt.subplots(2 * len(sweeps), 1, figsize=(5.6, 5.6 * len(sweeps) + 0.8),
                              squeeze=False, layout="constrained")
+    axes = flat.reshape(len(sweeps), 2)
     for row, sweep in zip(axes, sweeps, strict=True):
         x = list(sweep["x"])
         for ax, key, scale, ylabel in ((row[0], "peak_bytes", MIB, "peak extra memory (MiB)"),
@@ -68,7 +71,7 @@ def plot_scaling(
             what = "Memory" if key == "peak_bytes" else "Time"
             ax.set_title(f"{what} as {sweep.get('name', sweep['xlabel'])} grows")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=min(3, len(labels)),
+    fig.legend(handles, labels, loc="outside upper center", ncol=1,
                frameon=False)
     return phone_legible(fig)
 

@@ -67,7 +67,7 @@ def plot_ce_gradient_bars(logits: Tensor, target: int) -> Figure:
     ax.set_ylabel("value")
     fig.legend(loc="outside upper center", ncol=3, fontsize=11, handlelength=1.2,
                columnspacing=1.0)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> Figure:
@@ -109,9 +109,9 @@ def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> 
     loss_ax.set_ylabel(r"loss $-\log s_y$")
     handles, labels = ax.get_legend_handles_labels()
     extra_h, extra_l = loss_ax.get_legend_handles_labels()
-    fig.legend(handles + extra_h, labels + extra_l, loc="outside lower center", ncol=2,
+    fig.legend(handles + extra_h, labels + extra_l, loc="outside lower center", ncol=1,
                fontsize=11)
-    return fig
+    return phone_legible(fig)
 
 
 # The graph of chapter 5: node -> (column, row, forward formula, dL/d(node)); edges carry
@@ -197,7 +197,7 @@ def plot_ce_graph() -> Figure:
         lx, ly, ha = _ce_edge_label_position(parent, child)
         ax.text(lx, ly, local, ha=ha, va="center", fontsize=14, color="tab:blue",
                 gid=f"edge-{parent}-{child}")
-    return fig
+    return phone_legible(fig)
 
 def plot_smoothed_target(target: int, n_classes: int, label_smoothing: float,
                          weight: Tensor | None = None) -> Figure:

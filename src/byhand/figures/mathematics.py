@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .style import phone_legible
+
 
 def _diverging_image(ax, matrix: Tensor, title: str, annotate: bool = False):
     """Draw ``matrix`` with zero as white, negative blue and positive red."""
@@ -64,7 +66,7 @@ def plot_jacobian_patterns(panels: list[tuple[str, Tensor]], title: str | None =
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_softmax_jacobian(logits: Tensor) -> Figure:
@@ -101,7 +103,7 @@ def plot_softmax_jacobian(logits: Tensor) -> Figure:
     bottom.set_xlabel("input $x_j$")
     bottom.set_ylabel("output $s_i$")
     fig.colorbar(image, ax=bottom, shrink=0.85)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_vjp_timing(sizes: list[int], seconds: dict[str, list[float]]) -> Figure:
@@ -119,7 +121,7 @@ def plot_vjp_timing(sizes: list[int], seconds: dict[str, list[float]]) -> Figure
     ax.set_title("Softmax backward: Jacobian product vs $O(C)$ formula")
     ax.grid(True, which="both", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=1)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_log_softmax_error(panels: dict[str, tuple[Tensor, dict[str, Tensor]]], eps: float,
@@ -158,4 +160,4 @@ def plot_log_softmax_error(panels: dict[str, tuple[Tensor, dict[str, Tensor]]], 
     axes[-1, 0].set_xlabel(r"logit gap $d$")
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2,
                title=f"errors below {floor:.0e} are drawn at {floor:.0e}")
-    return fig
+    return phone_legible(fig)

@@ -189,7 +189,7 @@ def plot_digits(
             ax.set_title(titles[i], fontsize=11, color="tab:red" if bad else "black")
     if title:
         fig.suptitle(title)
-    return fig
+    return phone_legible(fig)
 
 
 def plot_history(history, target: float | None = None, reference_error: float | None = None,

@@ -7,6 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .style import phone_legible
+
 
 def plot_loss_runaway(nll_losses: list[float], ce_losses: list[float]) -> Figure:
     r"""Training curves of the same ``Linear`` layer under two losses, one panel each.
@@ -29,7 +31,7 @@ def plot_loss_runaway(nll_losses: list[float], ce_losses: list[float]) -> Figure
         ax.set_ylabel("training loss")
         ax.set_title(title)
     bottom.set_xlabel("SGD step")
-    return fig
+    return phone_legible(fig)
 
 
 def plot_ce_of_probabilities(p: Tensor, ce_of_probs: dict[str, Tensor]) -> Figure:
@@ -51,5 +53,5 @@ def plot_ce_of_probabilities(p: Tensor, ce_of_probs: dict[str, Tensor]) -> Figur
     ax.set_ylabel("loss")
     ax.set_ylim(bottom=0.0)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
-    return fig
+    return phone_legible(fig)
 
