@@ -120,10 +120,10 @@ _CE_NODES: dict[str, tuple[int, int, str, str]] = {
     "x": (1, 0, r"$x_{nj}$", r"$(s_{nj} - \delta_{j y_n})/N$"),
     "m": (0, 1, r"$m_n = \max_k\, x_{nk}$", r"$0$"),
     "u": (1, 2, r"$u_{nj} = x_{nj} - m_n$", r"$(s_{nj} - \delta_{j y_n})/N$"),
-    "e": (1, 3, r"$e_{nj} = \exp u_{nj}$", r"$1/(N Z_n)$"),
-    "Z": (1, 4, r"$Z_n = \sum_k e_{nk}$", r"$1/(N Z_n)$"),
-    "lam": (1, 5, r"$\lambda_n = \log Z_n$", r"$1/N$"),
-    "ell": (1, 6, r"$\ell_{nj} = u_{nj} - \lambda_n$", r"$-\delta_{j y_n}/N$"),
+    "e": (1, 3, r"$e_{nj} = \exp u_{nj}$", r"$1/(N \tilde Z_n)$"),
+    "Z": (1, 4, r"$\tilde Z_n = \sum_k e_{nk}$", r"$1/(N \tilde Z_n)$"),
+    "lam": (1, 5, r"$\widetilde{\mathrm{lse}}_n = \log \tilde Z_n$", r"$1/N$"),
+    "ell": (1, 6, r"$\ell_{nj} = u_{nj} - \widetilde{\mathrm{lse}}_n$", r"$-\delta_{j y_n}/N$"),
     "Ln": (1, 7, r"$L_n = -\ell_{n y_n}$", r"$1/N$"),
     "L": (1, 8, r"$L = \sum_n L_n/N$", r"$1$"),
 }
@@ -133,7 +133,7 @@ _CE_EDGES: tuple[tuple[str, str, str], ...] = (
     ("m", "u", r"$-1$"),
     ("u", "e", r"$e_{nj}$"),
     ("e", "Z", r"$1$"),
-    ("Z", "lam", r"$1/Z_n$"),
+    ("Z", "lam", r"$1/\tilde Z_n$"),
     ("lam", "ell", r"$-1$"),
     ("u", "ell", r"$1$"),
     ("ell", "Ln", r"$-\delta_{j y_n}$"),
@@ -158,8 +158,9 @@ def _ce_edge_label_position(parent: str, child: str) -> tuple[float, float, str]
 def plot_ce_graph() -> Figure:
     r"""The computational graph of the mean cross-entropy, one atomic operation per node.
 
-    Read downwards, it is the forward :math:`x \to m \to u \to e \to Z \to \lambda \to
-    \ell \to L_n \to L` (boxes; :math:`u` feeds both :math:`e` and :math:`\ell`). Each
+    Read downwards, it is the forward :math:`x \to m \to u \to e \to \tilde Z \to
+    \widetilde{\operatorname{lse}} \to \ell \to L_n \to L` (boxes; :math:`u` feeds both
+    :math:`e` and :math:`\ell`). Each
     arrow carries its local derivative :math:`\partial(\text{child})/\partial(\text{parent})`
     in blue (:math:`j^*_n` is the position of the row maximum); the red text right of
     each node is the gradient :math:`\partial L/\partial(\text{node})` that the backward

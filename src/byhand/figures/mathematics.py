@@ -81,7 +81,7 @@ def plot_softmax_jacobian(logits: Tensor) -> Figure:
     x = logits.detach().to(torch.float64).cpu()
     if x.dim() != 1:
         raise ValueError(f"logits must be 1-D; got shape {tuple(x.shape)}")
-    s, jac = softmax(x), softmax_jacobian(x)
+    s, jac = softmax(x, 0), softmax_jacobian(x)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.0, 8.2), layout="constrained",
                                       gridspec_kw={"height_ratios": [1, 1.9]})
     positions = list(range(x.numel()))
