@@ -52,12 +52,14 @@ lint: venv
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/python tools/bootstrap_cells.py --check
 
+# Both cores: the unit tests spread over two workers, the chapters two at a time
+# (--dist loadfile keeps each notebook's cells in one kernel, in order).
 unit: venv data
-	MPLBACKEND=Agg $(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/packaging
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests --ignore=tests/browser --ignore=tests/packaging -n 2
 	MPLBACKEND=Agg $(BIN)/python -m pytest --doctest-modules src/byhand -q
 
 nbval: venv data
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env chapters -n 2 --dist loadfile
 
 book-strict: venv data
 	$(BUILD_STRICT)

@@ -51,3 +51,29 @@ def test_script_prints_one_json_line_with_the_machine() -> None:
     report = json.loads(lines[0])
     assert report["benchmark"] == "half_precision" and len(report["results"]) == 16
     assert {"cpu", "torch", "device"} <= set(report["machine"])
+
+
+@pytest.mark.parametrize("n", [65_519, 65_520])
+def test_float16_mean_divides_by_a_count_rounded_to_float16(n: int) -> None:
+    """PyTorch's float16 ``mean`` divides by N rounded to float16: infinity from 65,520 on.
+
+    Every byhand path without ignored positions (the loss, its backward, the fused
+    forward+backward) must then give PyTorch's nan loss and all-zero gradient, and agree
+    with it just below the edge.
+    """
+    import byhand
+    from byhand import losses
+
+    gen = torch.Generator().manual_seed(16)
+    x = torch.randn(n, 10, generator=gen).half()
+    y = torch.randint(0, 10, (n,), generator=gen)
+    leaf = x.clone().requires_grad_(True)
+    theirs = torch.nn.functional.cross_entropy(leaf, y)
+    theirs.backward()
+    one = torch.tensor(1.0, dtype=torch.float16)
+    fused_loss, fused_grad = losses.cross_entropy_forward_backward(x, y)
+    for loss in (losses.cross_entropy(x, y), fused_loss):
+        assert torch.equal(loss.isnan(), theirs.detach().isnan())
+        assert torch.equal(loss.isinf(), theirs.detach().isinf())
+    for grad in (byhand.cross_entropy_backward(one, x, y), fused_grad):
+        assert bool((grad == 0).all()) == bool((leaf.grad == 0).all())

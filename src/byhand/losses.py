@@ -227,9 +227,24 @@ def _kept_losses(x: Tensor, shift: Tensor, sums: Tensor, y: Tensor) -> Tensor:
 
 
 def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
-    r""":math:`\sum_n L_n`, divided by the :math:`N` positions for ``mean`` (none ignored)."""
+    r""":math:`\sum_n L_n`, divided by the :math:`N` positions for ``mean`` (none ignored).
+
+    ``per`` is in the loss's dtype, which sets how :math:`N` rounds (:func:`_count`).
+    """
     loss = total(per)
-    return loss.div(x.numel() // x.shape[1]) if reduction == "mean" else loss
+    return loss.div(_count(x, per.dtype)) if reduction == "mean" else loss
+
+
+def _count(x: Tensor, dtype: torch.dtype) -> float:
+    """The number of positions :math:`N` of ``x`` as PyTorch's ``mean`` divides by it: in ``dtype``.
+
+    In float16 a count from 65,520 on rounds to infinity, as PyTorch's denominator does
+    (the loss becomes nan or 0 and the gradient 0); in bfloat16 it rounds to 8 bits.
+    """
+    n = x.numel() // x.shape[1]
+    if dtype in (torch.float16, torch.bfloat16):
+        return float(torch.tensor(n, dtype=dtype))
+    return float(n)
 
 
 def cross_entropy_backward(
@@ -272,8 +287,7 @@ def cross_entropy_backward(
     recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
     if every_kept and options.plain and x.numel() and not recorded:
         # No position ignored: g_n (s_nj - δ_{j y_n}), the softmax by PyTorch's fused kernel.
-        positions = x.numel() // x.shape[1]
-        a = (g / positions if reduction == "mean" else g).to(work.dtype)
+        a = (g / _count(x, x.dtype) if reduction == "mean" else g).to(work.dtype)
         a = a.unsqueeze(1) if reduction == "none" else a
         y = t.long().unsqueeze(1)
         grad = _softmax_in_place(work) * a  # a new tensor: batched when g is (torch.func.vmap)
@@ -351,7 +365,7 @@ def _kept_forward_backward(x: Tensor, target: Tensor, reduction: str,
     shift, e, sums = softmax_parts(x)
     y = target.long().unsqueeze(1)
     loss = _kept_total(_kept_losses(x, shift, sums, y).to(dtype), reduction, x)
-    positions = x.numel() // x.shape[1]
+    positions = _count(x, dtype)
     a = 1.0 / positions if reduction == "mean" else 1.0
     grad = e.div_(sums * positions if reduction == "mean" else sums)
     grad = grad.scatter_add_(1, y, grad.new_full((1,) * y.dim(), -a).expand(y.shape))
