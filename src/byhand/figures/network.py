@@ -301,7 +301,7 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
     """
     from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(5.6, 6.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(5.6, 7.6), constrained_layout=True)
     top = blended_transform_factory(ax.transData, ax.transAxes)
     row = 0
     for label, values in curves.items():
@@ -310,7 +310,7 @@ def plot_loss_curves(curves: dict[str, list[float] | Tensor], title: str = "Trai
         name = label
         if len(bad):
             first = int(bad[0])
-            name = f"{label}: {float(series[first])} from step {first + 1} ({len(bad)} steps)"
+            name = f"{label}:\n{float(series[first])} from step {first + 1} ({len(bad)} steps)"
         (line,) = ax.plot(range(1, len(series) + 1), series.numpy(), lw=1.2, label=name)
         if len(bad):
             row += 1
