@@ -196,7 +196,7 @@ def test_plot_loss_curves_marks_non_finite_steps():
     ax = fig.axes[0]
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels[0] == "fine"
-    assert labels[1].startswith("broken: inf from step 2 (2 steps)")
+    assert labels[1].startswith("broken:\ninf from step 2 (2 steps)")
     ticks = [line for line in ax.lines if line.get_marker() == "|"]
     assert len(ticks) == 1 and list(ticks[0].get_xdata()) == [2, 3]
 

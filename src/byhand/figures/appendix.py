@@ -39,7 +39,7 @@ def plot_fp16_limits(
     top.plot(nn_, numerator.detach().cpu().double().numpy(), marker="o", markersize=3,
              label=r"summed loss $\sum_n L_n$")
     top.plot(nn_, denominator.detach().cpu().double().numpy(), marker="s", markersize=3,
-             label=r"denominator $D = \sum_n w_{y_n}$")
+             label=r"denominator $D$, the sum of the weights")
     top.axhline(fp16_max, color="black", linestyle=":", label=f"float16 max ({fp16_max:,.0f})")
     top.set_xscale("log", base=2)
     top.set_yscale("log")

@@ -117,18 +117,18 @@ def plot_gradient_vs_true_logit(logits: Tensor, target: int, values: Tensor) -> 
 # The graph of chapter 5: node -> (column, row, forward formula, dL/d(node)); edges carry
 # the local derivative d(child)/d(parent). Column 0 is the max branch, 1 the main line.
 _CE_NODES: dict[str, tuple[int, int, str, str]] = {
-    "x": (1, 0, r"$x_{nj}$", r"$(s_{nj} - \delta_{j y_n})/N$"),
+    "x": (1, 0, r"$x_{nj}$", r"$(s_{nj} - [j = y_n])/N$"),
     "m": (0, 1, r"$m_n = \max_k\, x_{nk}$", r"$0$"),
-    "u": (1, 2, r"$u_{nj} = x_{nj} - m_n$", r"$(s_{nj} - \delta_{j y_n})/N$"),
+    "u": (1, 2, r"$u_{nj} = x_{nj} - m_n$", r"$(s_{nj} - [j = y_n])/N$"),
     "e": (1, 3, r"$e_{nj} = \exp u_{nj}$", r"$1/(N \tilde Z_n)$"),
     "Z": (1, 4, r"$\tilde Z_n = \sum_k e_{nk}$", r"$1/(N \tilde Z_n)$"),
     "lam": (1, 5, r"$\widetilde{\mathrm{lse}}_n = \log \tilde Z_n$", r"$1/N$"),
-    "ell": (1, 6, r"$\ell_{nj} = u_{nj} - \widetilde{\mathrm{lse}}_n$", r"$-\delta_{j y_n}/N$"),
-    "Ln": (1, 7, r"$L_n = -\ell_{n y_n}$", r"$1/N$"),
+    "ell": (1, 6, r"$\ell_{nj} = u_{nj} - \widetilde{\mathrm{lse}}_n$", r"$-[j = y_n]/N$"),
+    "Ln": (1, 7, r"$L_n = -\ell_{nj}$ at $j = y_n$", r"$1/N$"),
     "L": (1, 8, r"$L = \sum_n L_n/N$", r"$1$"),
 }
 _CE_EDGES: tuple[tuple[str, str, str], ...] = (
-    ("x", "m", r"$\delta_{j j^*_n}$"),
+    ("x", "m", r"$[j = j^*_n]$"),
     ("x", "u", r"$1$"),
     ("m", "u", r"$-1$"),
     ("u", "e", r"$e_{nj}$"),
@@ -136,7 +136,7 @@ _CE_EDGES: tuple[tuple[str, str, str], ...] = (
     ("Z", "lam", r"$1/\tilde Z_n$"),
     ("lam", "ell", r"$-1$"),
     ("u", "ell", r"$1$"),
-    ("ell", "Ln", r"$-\delta_{j y_n}$"),
+    ("ell", "Ln", r"$-[j = y_n]$"),
     ("Ln", "L", r"$1/N$"),
 )
 _CE_COLUMNS = (0.18, 0.43)
