@@ -19,7 +19,7 @@ from cases import outcome
 from torch import Tensor
 
 import byhand
-from byhand import losses
+from byhand import losses, mse
 from byhand.layers import ReLU
 
 # torch.func's hessian/jacfwd call torch.jit.script internally, which PyTorch 2.13 deprecates.
@@ -71,8 +71,8 @@ def _mse_torch(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _mse_ours(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    loss = losses.mse_loss(x, t)
-    return loss, losses.mse_loss_backward(torch.ones_like(loss), x, t)
+    loss = mse.mse_loss(x, t)
+    return loss, mse.mse_loss_backward(torch.ones_like(loss), x, t)
 
 
 def _ce_pair_torch(x: Tensor, t: Tensor, **kw: Any) -> tuple[Tensor, Tensor]:
@@ -143,7 +143,7 @@ EDGES = [
           X, _probs(3, 4), weight=torch.arange(1, 5)),
     _pair("mse float32 input, float64 target: loss float64, gradient float32", _mse_torch,
           _mse_ours, X, _randn(3, 4, dtype=torch.float64, seed=3)),
-    _pair("mse int64 input, float32 target", F.mse_loss, losses.mse_loss,
+    _pair("mse int64 input, float32 target", F.mse_loss, mse.mse_loss,
           torch.arange(4), _randn(4)),
     _pair("log_softmax of rows holding +inf", torch.log_softmax, byhand.log_softmax,
           ROWS_INF, 1),
@@ -205,7 +205,7 @@ EDGES = [
           words=("input", "torch.int64")),
     _pair("logsumexp of integers (promoted)", torch.logsumexp, byhand.logsumexp,
           torch.arange(3), 0),
-    _pair("mse_loss of two integer tensors", F.mse_loss, losses.mse_loss, torch.arange(3),
+    _pair("mse_loss of two integer tensors", F.mse_loss, mse.mse_loss, torch.arange(3),
           torch.arange(3), words=("target", "torch.int64")),
     _pair("softmax with a tuple dim", torch.softmax, byhand.softmax, X3, (0, 2),
           words=("dim",)),
@@ -245,8 +245,8 @@ EDGES = [
     _pair("meta tensors, logsumexp", torch.logsumexp, byhand.logsumexp, META_X, (1, 2)),
     Edge("mse_loss_backward on an empty input",
          lambda: _grad(lambda z: F.mse_loss(z, torch.empty(0)), torch.empty(0)),
-         lambda: losses.mse_loss_backward(torch.tensor(NAN), torch.empty(0), torch.empty(0))),
-    _pair("mse_loss of an empty input", F.mse_loss, losses.mse_loss, torch.empty(0),
+         lambda: mse.mse_loss_backward(torch.tensor(NAN), torch.empty(0), torch.empty(0))),
+    _pair("mse_loss of an empty input", F.mse_loss, mse.mse_loss, torch.empty(0),
           torch.empty(0)),
     _pair("softmax over a size-0 dim", torch.softmax, byhand.softmax, EMPTY_C, 1),
     _pair("log_softmax over a size-0 dim", torch.log_softmax, byhand.log_softmax, EMPTY_C, 1),

@@ -32,10 +32,9 @@ from .linear_cross_entropy import (
 from .losses import (
     cross_entropy_backward,
     cross_entropy_forward_backward,
-    mse_loss,
-    mse_loss_backward,
     nll_loss_backward,
 )
+from .mse import mse_loss, mse_loss_backward
 from .softmax import (
     log_softmax,
     log_softmax_backward,

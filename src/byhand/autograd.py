@@ -55,6 +55,7 @@ from .cross_entropy_core import (
     loss_dtype,
 )
 from .errors import ArgumentValueError
+from .reduction import legacy_reduction
 
 __all__ = ["CrossEntropy", "NLLLoss", "NLLLossBackward", "cross_entropy", "nll_loss"]
 
@@ -416,7 +417,7 @@ def cross_entropy(
         >>> torch.autograd.gradgradcheck(lambda z: cross_entropy(z, y), x.detach().double().requires_grad_())
         True
     """
-    reduction = losses.legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
     check_types(input, target, options)
     ignore_index = operator.index(ignore_index)
@@ -458,7 +459,7 @@ def nll_loss(
         tensor([[-0.5000,  0.0000,  0.0000],
                 [ 0.0000, -0.5000,  0.0000]])
     """
-    reduction = losses.legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
     options = CrossEntropyOptions(weight, ignore_index, 0.0, reduction)
     check_types(input, target, options)
     ignore_index = operator.index(ignore_index)

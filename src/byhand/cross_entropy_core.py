@@ -38,10 +38,11 @@ never a branch, says whether a position is ignored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
+
+from .reduction import Reduction
 
 __all__ = [
     "CrossEntropyOptions",
@@ -71,9 +72,6 @@ __all__ = [
     "z_loss",
     "z_loss_gradient",
 ]
-
-Reduction = Literal["mean", "sum", "none"]
-
 
 @dataclass(frozen=True)
 class CrossEntropyOptions:

@@ -1,4 +1,4 @@
-r"""Negative log-likelihood, cross-entropy and mean squared error, forward and backward.
+r"""Negative log-likelihood and cross-entropy, forward and backward.
 
 The functions mirror :mod:`torch.nn.functional`: the same names, arguments, defaults,
 shapes and results. Every ``*_backward`` takes ``grad_output`` first, then the
@@ -59,13 +59,13 @@ function therefore runs as PyTorch's does, propagating shapes only.
 
 from __future__ import annotations
 
+import importlib
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from . import cross_entropy_core as _core
 from .cross_entropy_checks import (
     require_scalar_reduction,
     validate,
@@ -88,7 +88,6 @@ from .cross_entropy_core import (
     unbatched,
     upstream,
 )
-from .errors import ArgumentValueError, UnsupportedDTypeError
 from .softmax import log_softmax, opmath_dtype, softmax
 
 __all__ = [
@@ -97,8 +96,6 @@ __all__ = [
     "cross_entropy_backward",
     "cross_entropy_forward_backward",
     "cross_entropy_target_backward",
-    "mse_loss",
-    "mse_loss_backward",
     "nll_loss",
     "nll_loss_backward",
 ]
@@ -450,115 +447,16 @@ def cross_entropy_target_backward(
     return grad_t, grad_w.to(weight.dtype)
 
 
-# -------------------------------------------------------------------------------- MSE
+# -------------------------------------------------------- 0.1.0 names, deprecated
+
+_MOVED = {"mse_loss": "byhand.mse", "mse_loss_backward": "byhand.mse",
+          "legacy_reduction": "byhand.reduction"}
 
 
-def mse_loss(
-    input: Tensor,
-    target: Tensor,
-    size_average: bool | None = None,
-    reduce: bool | None = None,
-    reduction: Reduction = "mean",
-    weight: Tensor | None = None,
-) -> Tensor:
-    r""":math:`L = \frac{1}{K}\sum_k (x_k - t_k)^2` over all :math:`K` elements (``mean``).
-
-    The arguments are :func:`torch.nn.functional.mse_loss`'s, in its order: the legacy
-    ``size_average``/``reduce`` (with PyTorch's deprecation warning) and an elementwise
-    ``weight`` (``mean`` then divides by its sum). A ``target`` of another shape is
-    broadcast against ``input`` with PyTorch's warning. The loss has the promoted dtype
-    of input and target, as in PyTorch; the ``mean`` of no elements is
-    :math:`0/0 = \mathrm{nan}`.
-
-    Examples:
-        >>> mse_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
-        tensor(2.5000)
-    """
-    reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
-    if isinstance(input, Tensor) and isinstance(target, Tensor) and target.shape != input.shape:
-        warnings.warn(f"Using a target size ({target.size()}) that is different to the input "
-                      f"size ({input.size()}). This will likely lead to incorrect results due "
-                      "to broadcasting. Please ensure they have the same size.", stacklevel=2)
-    _check_mse(input, target, reduction)
-    dtype = torch.promote_types(input.dtype, target.dtype)  # bool - float: as PyTorch, in float
-    per = (input.to(dtype) - target.to(dtype)) ** 2
-    if weight is not None:
-        return _weighted_mse(per, input, weight, reduction)
-    return _core.reduce(per, reduction, per.numel())
-
-
-def _weighted_mse(per: Tensor, input: Tensor, weight: Tensor, reduction: str) -> Tensor:
-    r""":math:`\sum_k v_k (x_k - t_k)^2`, over :math:`\sum_k v_k` for ``mean`` (PyTorch's ``weight=``)."""
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"mse_loss: weight must be a Tensor or None; got {type(weight).__name__}")
-    if weight.shape != input.shape:
-        raise ValueError(f"mse_loss: weight must have the input's shape {tuple(input.shape)}; "
-                         f"got {tuple(weight.shape)}")
-    per = per * weight
-    if reduction == "none":
-        return per
-    return per.sum() if reduction == "sum" else per.sum() / weight.sum()
-
-
-def mse_loss_backward(
-    grad_output: Tensor, input: Tensor, target: Tensor, reduction: Reduction = "mean"
-) -> Tensor:
-    r""":math:`\partial L/\partial x_k = 2 g_k (x_k - t_k)`, divided by :math:`K` for ``mean``.
-
-    The gradient has the input's dtype, whatever the target's (as autograd gives it);
-    an empty input has an empty gradient.
-
-    Examples:
-        >>> mse_loss_backward(torch.tensor(1.0), torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]))
-        tensor([1., 2.])
-    """
-    _check_mse(input, target, reduction)
-    count = torch.broadcast_shapes(input.shape, target.shape).numel()  # type: ignore[no-untyped-call]
-    scale = 2.0 / count if reduction == "mean" and count else 2.0
-    grad = scale * grad_output * (input - target)
-    if grad.shape != input.shape:  # input broadcast against target: sum over the copies
-        grad = grad.sum_to_size(input.shape)
-    return grad.to(input.dtype) if input.is_floating_point() else grad
-
-
-def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
-    """The ``reduction`` that PyTorch's legacy ``size_average``/``reduce`` arguments mean, with its warnings.
-
-    ``'elementwise_mean'`` is an old name of ``'mean'``. Both warn exactly as PyTorch does.
-
-    Examples:
-        >>> import warnings
-        >>> with warnings.catch_warnings(record=True):
-        ...     warnings.simplefilter("always")
-        ...     legacy_reduction(False, None, "mean"), legacy_reduction(None, None, "elementwise_mean")
-        ('sum', 'mean')
-    """
-    if size_average is not None or reduce is not None:
-        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce, emit_warning=True)
-    if reduction == "elementwise_mean":
-        warnings.warn("reduction='elementwise_mean' is deprecated. "
-                      "Please use reduction='mean' instead.", stacklevel=3)
-        reduction = "mean"
-    return reduction
-
-
-def _check_mse(input: Tensor, target: Tensor, reduction: str) -> None:
-    for name, value in (("input", input), ("target", target)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"mse_loss: {name} must be a Tensor; got {type(value).__name__}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(
-            f"mse_loss: reduction must be one of 'mean', 'sum' or 'none'; got {reduction!r}"
-        )
-    if input.shape != target.shape:
-        try:
-            torch.broadcast_shapes(input.shape, target.shape)  # type: ignore[no-untyped-call]
-        except RuntimeError:
-            raise ArgumentValueError(
-                f"mse_loss: target size {tuple(target.shape)} does not broadcast with input "
-                f"size {tuple(input.shape)}") from None
-    if not torch.promote_types(input.dtype, target.dtype).is_floating_point:
-        raise UnsupportedDTypeError(
-            "mse_loss: input or target must be a floating-point tensor; "
-            f"got dtypes {input.dtype} and {target.dtype}"
-        )
+def __getattr__(name: str) -> Any:
+    """Mean squared error moved to :mod:`byhand.mse`: deprecated aliases for one release."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'byhand.losses' has no attribute {name!r}")
+    warnings.warn(f"byhand.losses.{name} is deprecated; use {_MOVED[name]}.{name}",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(_MOVED[name]), name)
