@@ -377,9 +377,10 @@ _nll_loss_backward_op.register_autograd(_nll_loss_backward_op_backward,
 # ------------------------------------------------------------------------ the drop-ins
 
 
-def _records(*tensors: Tensor | None) -> bool:
+def _records(*tensors: object) -> bool:
     """Whether autograd records a call on these tensors (a gradient may be asked for)."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                           for t in tensors)
 
 
 def _refuse_weight_grad(fn: str, target: Tensor, weight: Tensor | None) -> None:
@@ -418,18 +419,19 @@ def cross_entropy(
         True
     """
     reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    compiling = torch.compiler.is_compiling()
+    if not compiling and not _records(input, target, weight):  # the pure forward checks all
+        return losses.cross_entropy(input, target, weight, ignore_index, reduction,
+                                    label_smoothing)
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
     check_types(input, target, options)
     ignore_index = operator.index(ignore_index)
-    if torch.compiler.is_compiling():
+    if compiling:
         validate("cross_entropy", input, target, options)  # shapes and dtypes, while tracing
         _refuse_weight_grad("cross_entropy", target, weight)
         loss: Tensor = torch.ops.byhand.cross_entropy_loss(input, target, weight, ignore_index,
                                                       reduction, float(label_smoothing))
         return loss
-    if not _records(input, target, weight):
-        return losses.cross_entropy(input, target, weight, ignore_index, reduction,
-                                    label_smoothing)
     if weight is not None and weight.requires_grad:  # the argument errors come first
         validate("cross_entropy", input, target, options)
         _refuse_weight_grad("cross_entropy", target, weight)
@@ -460,16 +462,17 @@ def nll_loss(
                 [ 0.0000, -0.5000,  0.0000]])
     """
     reduction = legacy_reduction(size_average, reduce, reduction)  # type: ignore[assignment]
+    compiling = torch.compiler.is_compiling()
+    if not compiling and not _records(input, weight):  # the pure forward checks all
+        return losses.nll_loss(input, target, weight, ignore_index, reduction)
     options = CrossEntropyOptions(weight, ignore_index, 0.0, reduction)
     check_types(input, target, options)
     ignore_index = operator.index(ignore_index)
-    if torch.compiler.is_compiling():
+    if compiling:
         validate("nll_loss", input, target, options, probabilities=False)
         _refuse_weight_grad("nll_loss", target, weight)
         loss: Tensor = torch.ops.byhand.nll_loss(input, target, weight, ignore_index, reduction)
         return loss
-    if not _records(input, weight):
-        return losses.nll_loss(input, target, weight, ignore_index, reduction)
     if weight is not None and weight.requires_grad:  # the argument errors come first
         validate("nll_loss", input, target, options, probabilities=False)
         _refuse_weight_grad("nll_loss", target, weight)

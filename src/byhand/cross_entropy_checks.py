@@ -11,12 +11,8 @@ by the gather or scatter that reads it, as in PyTorch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor
-from torch._subclasses.fake_tensor import is_fake
 
 from .cross_entropy_core import CrossEntropyOptions, class_count
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
@@ -34,13 +30,9 @@ _REDUCTIONS = ("mean", "sum", "none")
 _INDEX_DTYPES = (torch.int64, torch.uint8)
 
 
-@contextmanager
-def _named(fn: str) -> Iterator[None]:
-    """Prefix the message of an argument error raised inside with the public function's name."""
-    try:
-        yield
-    except (TypeError, ValueError, IndexError, NotImplementedError) as error:
-        raise type(error)(f"{fn}: {error}") from None
+def _named(fn: str, error: Exception) -> Exception:
+    """The argument error ``error`` with the public function's name in front of its message."""
+    return type(error)(f"{fn}: {error}")
 
 
 def validate(fn: str, input: Tensor, target: Tensor, options: CrossEntropyOptions, *,
@@ -78,7 +70,7 @@ def validate_call(fn: str, input: Tensor, target: Tensor, options: CrossEntropyO
         >>> validate_call("f", x, torch.tensor([0, 2]), CrossEntropyOptions(ignore_index=2))
         (False, False)
     """
-    with _named(fn):
+    try:
         check_types(input, target, options)
         _check_options(options)
         _check_input(input)
@@ -88,6 +80,8 @@ def validate_call(fn: str, input: Tensor, target: Tensor, options: CrossEntropyO
             _check_probabilities(target, options.ignore_index)
             return prob, False
         return prob, _check_indices(input, target, options.ignore_index)
+    except (TypeError, ValueError, IndexError, NotImplementedError) as error:
+        raise _named(fn, error) from None
 
 
 def check_types(input: object, target: object, options: CrossEntropyOptions) -> None:
@@ -197,13 +191,13 @@ def host_values(t: Tensor) -> list[int] | None:
         >>> host_values(torch.tensor([3, 1, 2])), host_values(torch.tensor([1], device="meta"))
         ([1, 3], None)
     """
-    if t.device.type != "cpu" or torch.compiler.is_compiling() or is_fake(t):
-        return None
+    if type(t) is not Tensor or not t.is_cpu or torch.compiler.is_compiling():
+        return None  # a subclass (a fake tensor among them), another device, or tracing
     try:
-        values: list[int] = torch.stack(torch.aminmax(t)).tolist()
+        low, high = torch.aminmax(t)
+        return [int(low), int(high)]
     except RuntimeError:  # a torch.func wrapper: no single value per sample to read
         return None
-    return values
 
 
 def _check_index_values(target: Tensor, n_classes: int, ignore_index: int) -> bool:

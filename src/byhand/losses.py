@@ -203,11 +203,10 @@ def cross_entropy(
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
     _, every_kept = validate_call("cross_entropy", input, target, options)
     x, t = batched(input, target)
-    work = x.to(opmath_dtype(x.dtype))
+    work = _working(x)
     if every_kept and options.plain and x.numel():
         # No position ignored (the values were read in validation): no mask to form.
-        shift, _, sums = softmax_parts(work)
-        per = _kept_losses(work, shift, sums, t.long().unsqueeze(1)).to(x.dtype)
+        per = _kept_parts(work, t.long().unsqueeze(1))[2].to(x.dtype)
         if reduction == "none":
             return unbatched(per.squeeze(1), input.dim() == 1)
         return _kept_total(per, reduction, x)
@@ -218,9 +217,24 @@ def cross_entropy(
     return reduce(per, reduction, denominator(x, t, options))
 
 
-def _kept_losses(x: Tensor, shift: Tensor, sums: Tensor, y: Tensor) -> Tensor:
-    r""":math:`L_n = m_n + \log\sum_k e^{x_{nk} - m_n} - x_{n y_n}` with the class dimension kept (size 1)."""
-    return shift + sums.log() - x.gather(1, y)
+def _working(x: Tensor) -> Tensor:
+    """``x`` in the precision the computation runs in (:func:`byhand.softmax.opmath_dtype`)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.to(opmath_dtype(x.dtype))
+
+
+def _kept_parts(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Exponentials, their row sums and the losses when no position is ignored (class dim kept).
+
+    With the shift :math:`m_n = \max_k x_{nk}` and :math:`z_{nj} = x_{nj} - m_n`, return
+    :math:`e_{nj} = e^{z_{nj}}` (in a new buffer), :math:`\sum_k e_{nk}` and
+    :math:`L_n = \log\sum_k e_{nk} - z_{n y_n}`, which is :math:`-\ell_{n y_n}` as
+    PyTorch's log-softmax computes it.
+    """
+    z = x - x.amax(1, keepdim=True)
+    picked = z.gather(1, y)
+    e = z.exp_()
+    sums = e.sum(1, keepdim=True)
+    return e, sums, sums.log().sub_(picked)
 
 
 def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
@@ -228,8 +242,11 @@ def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
 
     ``per`` is in the loss's dtype, which sets how :math:`N` rounds (:func:`_count`).
     """
-    loss = total(per)
-    return loss.div(_count(x, per.dtype)) if reduction == "mean" else loss
+    if reduction == "sum":
+        return total(per)
+    if per.dtype in (torch.float32, torch.float64):
+        return per.mean()  # the sum divided by N, in one operator
+    return total(per).div(_count(x, per.dtype))
 
 
 def _count(x: Tensor, dtype: torch.dtype) -> float:
@@ -280,7 +297,7 @@ def cross_entropy_backward(
     g = grad_output.to(x.dtype)
     if reduction == "none" and input.dim() == 1:
         g = g.unsqueeze(0)
-    work = x.to(opmath_dtype(x.dtype))
+    work = _working(x)
     recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
     if every_kept and options.plain and x.numel() and not recorded:
         # No position ignored: g_n (s_nj - δ_{j y_n}), the softmax by PyTorch's fused kernel.
@@ -334,7 +351,7 @@ def cross_entropy_forward_backward(
     options = CrossEntropyOptions(weight, ignore_index, label_smoothing, reduction)
     _, every_kept = validate_call("cross_entropy", input, target, options)
     x, t = batched(input, target)
-    work = x.to(opmath_dtype(x.dtype))
+    work = _working(x)
     if every_kept and options.plain and x.numel():
         loss, grad = _kept_forward_backward(work, t, reduction, x.dtype)
         return loss, unbatched(grad, input.dim() == 1)
@@ -355,18 +372,17 @@ def _kept_forward_backward(x: Tensor, target: Tensor, reduction: str,
                            dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     r"""The plain case with no position ignored (known from validation): no mask is formed.
 
-    :math:`L_n = m_n + \log\sum_k e_{nk} - x_{n y_n}`, and the exponentials
-    :math:`e_{nk}`, divided in place by :math:`\sum_k e_{nk}/a`, become
-    :math:`a(s_{nj} - \delta_{j y_n})` with :math:`a = 1/N` (``mean``) or 1.
+    The exponentials :math:`e_{nk}` of :func:`_kept_parts`, divided in place by
+    :math:`\sum_k e_{nk}/a`, become :math:`a\,s_{nj}`, and :math:`-a` is added at each
+    target: :math:`a(s_{nj} - \delta_{j y_n})` with :math:`a = 1/N` (``mean``) or 1.
     """
-    shift, e, sums = softmax_parts(x)
     y = target.long().unsqueeze(1)
-    loss = _kept_total(_kept_losses(x, shift, sums, y).to(dtype), reduction, x)
+    e, sums, per = _kept_parts(x, y)
+    loss = _kept_total(per.to(dtype), reduction, x)
     positions = _count(x, dtype)
     a = 1.0 / positions if reduction == "mean" else 1.0
-    grad = e.div_(sums * positions if reduction == "mean" else sums)
-    grad = grad.scatter_add_(1, y, grad.new_full((1,) * y.dim(), -a).expand(y.shape))
-    return loss, grad.to(dtype)
+    grad = e.div_(sums.mul_(positions) if reduction == "mean" else sums)
+    return loss, grad.scatter_(1, y, -a, reduce="add").to(dtype)
 
 
 def _plain_forward_backward(
