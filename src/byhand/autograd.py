@@ -38,8 +38,8 @@ the same functions of :mod:`byhand.losses`.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -100,11 +100,7 @@ class CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         """The gradients by :func:`byhand.losses.cross_entropy_backward` (and ``_target_backward``)."""
-        input, target, weight = ctx.saved_tensors
-        return (*_cross_entropy_grads(ctx.needs_input_grad, grad_output, input, target, weight,
-                                      ctx.options, losses.cross_entropy_backward,
-                                      losses.cross_entropy_target_backward),
-                None, None, None)
+        return (*_cross_entropy_grads(ctx, grad_output, _EAGER_BACKWARDS), None, None, None)
 
     @staticmethod
     def jvp(ctx: Any, input_tangent: Tensor | None, target_tangent: Tensor | None,
@@ -233,18 +229,28 @@ class NLLLossBackward(torch.autograd.Function):
         return losses.nll_loss_backward(grad_output_tangent, input, target, weight, *ctx.options)
 
 
-def _cross_entropy_grads(
-    needs: Sequence[bool], grad_output: Tensor, input: Tensor, target: Tensor,
-    weight: Tensor | None, options: tuple[Any, ...], input_backward: Any, target_backward: Any,
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """The gradients the backward is asked for, from the two backward functions given."""
-    grad_input = input_backward(grad_output, input, target, weight, *options) if needs[0] else None
+class _Backwards(NamedTuple):
+    """The two backwards a cross-entropy node calls: for ``input``, and for ``target`` with ``weight``."""
+
+    input: Callable[..., Tensor]
+    target: Callable[..., tuple[Tensor, Tensor | None]]
+
+
+def _cross_entropy_grads(ctx: Any, grad_output: Tensor,
+                         backwards: _Backwards) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The gradients the node's backward is asked for (``ctx.needs_input_grad``), from ``backwards``."""
+    input, target, weight = ctx.saved_tensors
+    needs, options = ctx.needs_input_grad, ctx.options
+    grad_input = backwards.input(grad_output, input, target, weight, *options) if needs[0] else None
     grad_target = grad_weight = None
-    if needs[1] or (len(needs) > 2 and needs[2] and target.is_floating_point()):
-        grad_target, grad_weight = target_backward(grad_output, input, target, weight, *options)
+    if needs[1] or (needs[2] and target.is_floating_point()):
+        grad_target, grad_weight = backwards.target(grad_output, input, target, weight, *options)
         grad_target = grad_target if needs[1] else None
         grad_weight = grad_weight if weight is not None and needs[2] else None
     return grad_input, grad_target, grad_weight
+
+
+_EAGER_BACKWARDS = _Backwards(losses.cross_entropy_backward, losses.cross_entropy_target_backward)
 
 
 # ------------------------------------------------------------ the registered operators
@@ -313,11 +319,9 @@ def _save_op_inputs(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 
 
 def _cross_entropy_op_backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-    input, target, weight = ctx.saved_tensors
-    return (*_cross_entropy_grads(ctx.needs_input_grad, grad_output, input, target, weight,
-                                  ctx.options, torch.ops.byhand.cross_entropy_loss_backward,
-                                  torch.ops.byhand.cross_entropy_loss_target_backward),
-            None, None, None)
+    backwards = _Backwards(torch.ops.byhand.cross_entropy_loss_backward,
+                           torch.ops.byhand.cross_entropy_loss_target_backward)
+    return (*_cross_entropy_grads(ctx, grad_output, backwards), None, None, None)
 
 
 _cross_entropy_op.register_autograd(_cross_entropy_op_backward, setup_context=_save_op_inputs)
