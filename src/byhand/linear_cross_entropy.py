@@ -49,6 +49,7 @@ from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
@@ -395,14 +396,36 @@ def _k_dimensional(inputs: LinearCEInputs,
     return torch.stack(losses).sum(), None if z is None else z.sum()
 
 
+def _has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:
+    """Whether a forward-mode tangent (:mod:`torch.autograd.forward_ad`,
+    :func:`torch.func.jvp`) rides on any tensor of the call."""
+    unpack = forward_ad.unpack_dual
+    return any(isinstance(t, Tensor)
+               and unpack(t).tangent is not None  # type: ignore[no-untyped-call]  # unannotated in torch
+               for t in (*inputs, settings.denominator))
+
+
+def _evaluate(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
+    """The loss and the reduced z-loss alone, as ``LinearCrossEntropy.forward`` gives them
+    when no gradient is needed, without the autograd function's bookkeeping."""
+    p, like = prepare(*inputs, settings)
+    loss, z_loss, _ = _forward(p, like, Needs(False, False, False), settings)
+    if settings.reduction == "none" and inputs.input.dim() == 1:
+        return loss.squeeze(0), None if z_loss is None else z_loss.squeeze(0)
+    return loss, z_loss
+
+
 def _apply(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     """The loss and the reduced z-loss through the autograd function (its forward-AD
-    variant outside :func:`torch.compile`)."""
+    variant outside :func:`torch.compile`), or by :func:`_evaluate` where no gradient and
+    no tangent can flow (``no_grad``, ``inference_mode``, nothing requiring grad)."""
     grad = torch.is_grad_enabled()
     needs = Needs(*(grad and t is not None and t.requires_grad
                     for t in (inputs.input, inputs.linear_weight, inputs.linear_bias)))
-    fn = (LinearCrossEntropy if torch.compiler.is_compiling()
-          else LinearCrossEntropyForwardAD)
+    compiling = torch.compiler.is_compiling()
+    if not any(needs) and not compiling and not _has_tangent(inputs, settings):
+        return _evaluate(inputs, settings)
+    fn = LinearCrossEntropy if compiling else LinearCrossEntropyForwardAD
     out = fn.apply(*inputs, settings, needs)  # type: ignore[no-untyped-call]  # unannotated in torch
     return out[0], out[1]
 
