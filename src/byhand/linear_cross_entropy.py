@@ -174,13 +174,14 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     ``forward(input, linear_weight, linear_bias, target, weight, settings, needs)``
     (``settings`` a :class:`~byhand.linear_ce_arguments.LinearCESettings`, or a dict of
-    its fields) returns ``(loss, z_loss, d_input, d_weight, d_bias)``. For ``mean`` and ``sum`` the
-    gradients wanted (``needs``) for ``grad_output = 1`` are computed in the forward's
-    sweep, while each chunk's logits exist anyway, and are outputs (not differentiable);
-    the backward scales them out of place. For ``none`` the backward recomputes each
-    chunk, out of place, since it needs one ``grad_output`` per row. With nothing
-    needed, the forward computes the loss only. Out of place, the backward runs under
-    ``is_grads_batched``; :func:`torch.compile` traces it whole.
+    its fields) returns ``(loss, z_loss, d_input, d_weight, d_bias)``. For ``mean`` and
+    ``sum`` the gradients wanted (``needs``) for ``grad_output = 1`` are computed in the
+    forward's sweep, while each chunk's logits exist anyway, and are outputs (not
+    differentiable); the backward scales them out of place. For ``none`` the backward
+    recomputes each chunk, out of place, since it needs one ``grad_output`` per row. With
+    nothing needed, the forward computes the loss only (and :func:`linear_cross_entropy`
+    then skips this function unless a forward-mode tangent is present). Out of place,
+    the backward runs under ``is_grads_batched``; :func:`torch.compile` traces it whole.
 
     Examples:
         >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3]], requires_grad=True)
@@ -285,8 +286,9 @@ def linear_cross_entropy_forward_backward(
     """
     require_scalar_reduction(f"{_FN}_forward_backward", reduction)
     settings = LinearCESettings(
-        reduction, ignore_index, label_smoothing, chunk_size, vocab_chunk_size, softcap,
-        lse_square_scale, denominator)
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator)
     p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     loss, _, grads = _forward(p, like, ALL_GRADIENTS, settings)
     return loss, _finish(grads, p, input.dim() == 1)
@@ -331,8 +333,9 @@ def linear_cross_entropy_backward(
         (True, None, None)
     """
     settings = LinearCESettings(
-        reduction, ignore_index, label_smoothing, chunk_size, vocab_chunk_size, softcap,
-        lse_square_scale, denominator)
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator)
     p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     if reduction == "none":
         g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.work).contiguous()
@@ -501,8 +504,9 @@ def linear_cross_entropy(
     input, linear_weight, linear_bias, result_dtype = _autocast(input, linear_weight,
                                                                  linear_bias)
     settings = LinearCESettings(
-        reduction, ignore_index, label_smoothing, chunk_size, vocab_chunk_size, softcap,
-        lse_square_scale, denominator, result_dtype)
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator, result_dtype=result_dtype)
     inputs = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
     off = (torch.autocast(input.device.type, enabled=False) if result_dtype is not None
            else contextlib.nullcontext())
