@@ -16,6 +16,8 @@ For each (N, H, V) the script first checks that every contestant gives naive's l
 and gradients, then reports the median wall time over interleaved repeats (after a
 warm-up call), and the peak extra memory of one call measured the same way for all
 (see ``memory_method`` in the output), with the ratios to naive's and to PyTorch's.
+``no_grad`` times the loss alone in evaluation, byhand against naive, in alternation
+(:func:`byhand.timing.interleaved`, median latency, with the load average).
 It prints exactly one JSON line on stdout (and one progress line per case on stderr).
 ``--quick`` runs small sizes with few repeats; ``--sizes 4096x512x32768 ...`` picks the
 cases; ``--threads 1`` gives steadier times on a machine shared with other work.
@@ -38,6 +40,7 @@ import byhand
 from byhand.device import describe_machine, synchronize
 from byhand.linear_cross_entropy import default_chunk_size
 from byhand.memory import memory_method, peak_bytes
+from byhand.timing import interleaved
 
 FULL_CASES = ((1024, 512, 32768), (2048, 512, 32768), (4096, 512, 32768),
               (4096, 512, 8192), (4096, 512, 16384))
@@ -101,28 +104,22 @@ def _torch_auto_chunk(n: int, h: int, v: int, device: torch.device, dtype: torch
 
 
 def _evaluation(n: int, h: int, v: int, device: torch.device, dtype: torch.dtype,
-                seed: int, repeats: int) -> dict[str, float]:
-    """Median seconds of the loss alone under no_grad: byhand and naive PyTorch."""
+                seed: int, repeats: int) -> dict[str, Any]:
+    """Median seconds of the loss alone under no_grad, byhand and naive PyTorch, timed in
+    alternation by :func:`byhand.timing.interleaved` (``repeats`` rounds)."""
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(n, h, generator=gen).to(device, dtype)
     w = (torch.randn(v, h, generator=gen) / h**0.5).to(device, dtype)
     y = torch.randint(0, v, (n,), generator=gen).to(device)
     fns = {"naive": lambda: F.cross_entropy(F.linear(a, w), y),
            "byhand": lambda: byhand.linear_cross_entropy(a, w, y)}
-    samples: dict[str, list[float]] = {name: [] for name in fns}
     with torch.no_grad():
-        for fn in fns.values():
-            fn()
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                synchronize(device)
-                start = time.perf_counter()
-                fn()
-                synchronize(device)
-                samples[name].append(time.perf_counter() - start)
-    times = {name: statistics.median(s) for name, s in samples.items()}
+        timed = interleaved(fns, device=device, rounds=repeats, min_run_time=0.05,
+                            back_to_back=5, warmup=2)
+    times = {name: timed[name]["latency"]["median_s"] for name in fns}
     return {**{f"{k}_s": t for k, t in times.items()},
-            "byhand_over_naive": times["byhand"] / times["naive"]}
+            "byhand_over_naive": times["byhand"] / times["naive"],
+            "load_average": [timed["load_average_before"], timed["load_average_after"]]}
 
 
 def run_case(n: int, h: int, v: int, device: torch.device, repeats: int,

@@ -133,6 +133,87 @@ def test_evaluation_computes_the_loss_only(mode) -> None:
     assert peak < (n + v) * h * 4
 
 
+EVALUATION_OPTIONS = {
+    "plain": {}, "weight": {"weight": True}, "ignore_index": {"ignore_index": 3},
+    "softcap": {"softcap": 2.0}, "z_loss": {"lse_square_scale": 0.1, "return_z_loss": True},
+    "denominator": {"denominator": 13.0}, "smoothing": {"label_smoothing": 0.1},
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("chunk_size", [None, 4])
+@pytest.mark.parametrize("option", list(EVALUATION_OPTIONS))
+def test_evaluation_gives_the_training_loss(dtype, reduction, chunk_size, option) -> None:
+    """The loss-only sweep (more rows at once, exponentials in place, a float32 buffer in
+    half precision) against the forward that also forms the gradients: every option, a
+    masked vocabulary, ignored rows, chunks that do not divide N."""
+    a, w, b, y = _problem(n=37, h=5, v=11, dtype=dtype)
+    b[9:] = -math.inf
+    y = y % 9
+    y[[2, 30]] = -100 if option != "ignore_index" else 3
+    kw = dict(EVALUATION_OPTIONS[option], linear_bias=b, reduction=reduction,
+              chunk_size=chunk_size)
+    if kw.get("weight"):
+        kw["weight"] = torch.rand(11, generator=torch.Generator().manual_seed(1)).to(dtype) + 0.5
+    with torch.no_grad():
+        evaluated = byhand.linear_cross_entropy(a, w, y, **kw)
+    leaves = [t.clone().requires_grad_(True) for t in (a, w, b)]
+    trained = byhand.linear_cross_entropy(leaves[0], leaves[1], y,
+                                          **dict(kw, linear_bias=leaves[2]))
+    if not kw.get("return_z_loss"):
+        evaluated, trained = (evaluated,), (trained,)
+    for mine, theirs in zip(evaluated, trained, strict=True):
+        assert mine.dtype == theirs.dtype and not mine.requires_grad
+        torch.testing.assert_close(mine, theirs.detach(), equal_nan=True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_bfloat16_evaluation_is_as_accurate_as_pytorch(reduction) -> None:
+    a64, w64, b64, y = _problem(n=300, h=32, v=301, seed=2)
+    a, w, b = (t.to(torch.bfloat16) for t in (a64, w64, b64))
+    with torch.no_grad():
+        ours = byhand.linear_cross_entropy(a, w, y, linear_bias=b, reduction=reduction)
+        ref = F.linear_cross_entropy(a, w, y, linear_bias=b, reduction=reduction)
+        exact = F.linear_cross_entropy(a.double(), w.double(), y, linear_bias=b.double(),
+                                       reduction=reduction)
+
+    def err(x):
+        return float((x.double() - exact).square().mean().sqrt())
+
+    assert ours.dtype == torch.bfloat16
+    assert err(ours) <= 1.05 * err(ref) + 1e-12
+
+
+def test_bfloat16_evaluation_holds_no_gradient_buffers() -> None:
+    n, h, v = 512, 64, 2048
+    a, w, _, y = _problem(n, h, v, dtype=torch.float32)
+    a, w = a.bfloat16().requires_grad_(True), w.bfloat16().requires_grad_(True)
+    with torch.no_grad():
+        peak = peak_bytes(lambda: byhand.linear_cross_entropy(a, w, y))
+    # the bytes of twice a chunk's float32 logits in bfloat16 and a float32 buffer of half
+    # a chunk; training holds the bfloat16 gradients and a float32 dW accumulator
+    chunk = default_chunk_size(n, h)
+    assert peak <= 2.5 * chunk * v * 4 + 64 * n, peak
+    assert peak < (n + v) * h * 2 + v * h * 4
+
+
+def test_forward_mode_under_no_grad_keeps_its_tangent() -> None:
+    a, w, b, y = _problem()
+    tangent = torch.randn(a.shape, generator=torch.Generator().manual_seed(5), dtype=a.dtype)
+    with torch.no_grad():
+        ours = torch.func.jvp(lambda x: byhand.linear_cross_entropy(x, w, y, linear_bias=b),
+                              (a,), (tangent,))
+        ref = torch.func.jvp(lambda x: F.linear_cross_entropy(x, w, y, linear_bias=b),
+                             (a,), (tangent,))
+        with torch.autograd.forward_ad.dual_level():
+            dual = torch.autograd.forward_ad.make_dual(a, tangent)
+            out = byhand.linear_cross_entropy(dual, w, y, linear_bias=b)
+            dual_tangent = torch.autograd.forward_ad.unpack_dual(out).tangent
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(dual_tangent, ref[1])
+
+
 # ------------------------------------------------------------------- the edges
 
 

@@ -23,6 +23,12 @@ gradients are accumulated over the chunks in float32: a sum of hundreds of chunk
 products in bfloat16 would lose all but the largest. The input gradient of a row needs
 no accumulation over chunks (only over the vocabulary blocks, which go through a
 float32 chunk buffer) and is written in the input's dtype.
+
+Evaluation. Without an upstream gradient (``no_grad``, ``inference_mode``, nothing
+requiring one) the sweep forms the losses only, with the same formulas: no gradient
+buffer exists, so by default twice :func:`default_chunk_size` rows of float32 logits go
+at once (in half precision their bytes in the input's dtype: twice as many rows, taken
+to float32 a quarter at a time), and the logits become their exponentials in place.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from .cross_entropy_core import (
     soft_cap,
     soft_cap_backward,
     softmax_parts,
+    target_indices,
+    target_weight,
     z_loss,
     z_loss_gradient,
 )
@@ -278,6 +286,75 @@ def _whole(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor, 
     return per, z
 
 
+class _Labels(NamedTuple):
+    r"""Class-index targets read once for the whole batch: ``y`` ``(N, 1)`` (an ignored
+    one set to 0), the mask :math:`\mu_n` (``keep``) and :math:`\mu_n w_{y_n}` (``wy``)."""
+
+    y: Tensor
+    keep: Tensor
+    wy: Tensor
+
+
+def _labels(p: Sweep) -> _Labels | None:
+    """The targets read once where :func:`_loss_only` applies (class indices without
+    smoothing, at least one class); None elsewhere."""
+    o = p.options
+    if p.t.is_floating_point() or o.label_smoothing > 0 or p.w.shape[0] == 0:
+        return None
+    y, keep = target_indices(p.t, o.ignore_index)
+    return _Labels(y.unsqueeze(1), keep, target_weight(y, keep, o.weight, p.work))
+
+
+def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | None]:
+    r"""Per-row losses (and z-losses) of the whole batch when no gradient is wanted.
+
+    The numbers of :func:`_whole`,
+    :math:`L_n = \mu_n w_{y_n}\big(\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)\big)`
+    with :math:`m_n = \max_k x_{nk}`, for less work: the targets are read once, and the
+    float32 logits become their exponentials in place. The product runs over as many rows
+    at a time as fill the bytes of ``rows`` rows of float32 logits: ``rows`` in float32,
+    twice as many in half precision, whose product is then taken to float32 a quarter of
+    ``rows`` at a time, into one buffer. A large matmul is cheaper per row than a small
+    one, and small float32 pieces stay in the processor's cache between the passes.
+    """
+    o = p.options
+    w_t = p.w.t()
+    block = rows * (p.work.itemsize // p.a.dtype.itemsize)
+    buffer = None
+    if block != rows:
+        piece = max(1, min(rows, p.a.shape[0]) // 4)
+        buffer = p.a.new_empty((piece, w_t.shape[1]), dtype=p.work)
+    shifts, sums, picked = [], [], []
+    for span in spans(p.a.shape[0], block):
+        a, y = _take(p.a, span), _take(labels.y, span)
+        product = a @ w_t if p.b is None else torch.addmm(p.b, a, w_t)
+        for part in spans(len(product), len(product) if buffer is None else len(buffer)):
+            x = _take(product, part)
+            x = soft_cap(x if buffer is None else _fill(buffer, x), o.softcap)
+            shift = x.amax(1, keepdim=True)
+            picked.append(x.gather(1, _take(y, part)))
+            shifts.append(shift)
+            sums.append(x.sub_(shift).exp_().sum(1, keepdim=True))
+        del product, x  # before the next block's product exists
+    shift, sum_e, x_y = (torch.cat(t) if len(t) > 1 else t[0] for t in (shifts, sums, picked))
+    log_sums = sum_e.log_()
+    per = torch.where(labels.keep, labels.wy * (log_sums - (x_y - shift)).squeeze(1), 0.0)
+    if not o.lse_square_scale:
+        return per, None
+    z = z_loss((shift + log_sums).squeeze(1), labels.keep.to(p.work), o.lse_square_scale)
+    return per + z, z
+
+
+def _take(t: Tensor, rows: slice) -> Tensor:
+    """Rows ``rows`` of ``t``: ``t`` itself when they are all of its rows."""
+    return t if rows.start == 0 and rows.stop >= len(t) else t[rows]
+
+
+def _fill(buffer: Tensor, rows: Tensor) -> Tensor:
+    """``rows`` copied into the first rows of ``buffer`` (converting the dtype); that view."""
+    return _take(buffer, slice(0, len(rows))).copy_(rows)
+
+
 def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor, Tensor | None]:
     r"""Losses (and gradients) of a chunk of rows, the classes in blocks (online log-sum-exp).
 
@@ -338,6 +415,7 @@ def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
           in_place: bool = True) -> SweepResult:
     """Per-row losses (``p.loss_dtype``), z-losses and, when ``g`` (one per row) is given,
     the gradients (input: the input's dtype; weight and bias: the working dtype).
+    Without ``g`` it forms the losses alone (see *Evaluation* above).
 
     ``in_place=False`` builds every gradient out of place (the input gradient chunk by
     chunk, then concatenated), so that ``g`` may be a batch of upstream gradients under
@@ -354,6 +432,10 @@ def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
     n_rows = p.a.shape[0]
     chunk = p.rows or default_chunk_size(n_rows, p.a.shape[1])
     online = p.vocab is not None and p.vocab < p.w.shape[0]
+    labels = _labels(p) if g is None and not online and n_rows else None
+    if labels is not None:  # the loss only: no gradient buffers, so twice the rows
+        rows_at_once = p.rows or min(n_rows, 2 * chunk)
+        return SweepResult(*_loss_only(p, rows_at_once, labels), (None, None, None))
     rows_fn = _online if online else _whole
     out = _Out(p, Needs(*needs) if g is not None else Needs(False, False, False), in_place)
     losses, z_losses = [], []

@@ -1,27 +1,80 @@
 r"""The arguments of :func:`byhand.linear_cross_entropy.linear_cross_entropy`, checked.
 
-:func:`prepare` validates a call (the linear layer's shapes and dtypes, the chunk sizes,
-the soft cap and z-loss scale, then the cross-entropy's own arguments through
-:func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and returns the
-:class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the argument and are
-of PyTorch's type (see :mod:`byhand.errors`).
+:class:`LinearCEInputs` holds a call's tensors and :class:`LinearCESettings` its keyword
+settings. :func:`prepare` validates a call (the linear layer's shapes and dtypes, the
+chunk sizes, the soft cap and z-loss scale, then the cross-entropy's own arguments
+through :func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and
+returns the :class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the
+argument and are of PyTorch's type (see :mod:`byhand.errors`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import torch
 from torch import Tensor
 
 from .chunked_sweep import Sweep
 from .cross_entropy_checks import validate
-from .cross_entropy_core import CrossEntropyOptions
+from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
-__all__ = ["check_linear", "check_settings", "options_from", "prepare"]
+__all__ = ["LinearCEInputs", "LinearCESettings", "check_linear", "check_settings",
+           "options_from", "prepare"]
 
 _FN = "linear_cross_entropy"
+
+
+class LinearCEInputs(NamedTuple):
+    """The tensors of one call, in the order of ``LinearCrossEntropy.forward``: the linear
+    layer's three (``linear_bias`` may be None), the target and the class ``weight``.
+
+    Examples:
+        >>> inputs = LinearCEInputs(torch.zeros(2, 3), torch.zeros(5, 3), None,
+        ...                         torch.tensor([0, 4]), None)
+        >>> inputs.linear_weight.shape, inputs.target.tolist()
+        (torch.Size([5, 3]), [0, 4])
+    """
+
+    input: Tensor
+    linear_weight: Tensor
+    linear_bias: Tensor | None
+    target: Tensor
+    weight: Tensor | None
+
+
+@dataclass(frozen=True, eq=False)
+class LinearCESettings:
+    """The keyword settings of one call: the loss's options, the chunk sizes, and
+    ``result_dtype``, the loss's dtype when :func:`torch.autocast` fixes it (None: the
+    dtype PyTorch gives for the inputs).
+
+    Examples:
+        >>> settings = LinearCESettings(reduction="sum", chunk_size=2)
+        >>> settings.reduction, settings.chunk_size, settings.ignore_index
+        ('sum', 2, None)
+        >>> LinearCESettings.of({"reduction": "none"}).reduction
+        'none'
+    """
+
+    reduction: Reduction = "mean"
+    ignore_index: int | None = None
+    label_smoothing: float = 0.0
+    chunk_size: int | None = None
+    vocab_chunk_size: int | None = None
+    softcap: float | None = None
+    lse_square_scale: float = 0.0
+    denominator: Tensor | float | None = None
+    result_dtype: torch.dtype | None = None
+
+    @classmethod
+    def of(cls, settings: LinearCESettings | Mapping[str, Any]) -> LinearCESettings:
+        """``settings`` itself, or the settings a mapping of the same names gives."""
+        return settings if isinstance(settings, LinearCESettings) else cls(**settings)
 
 
 def check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None) -> None:
@@ -58,38 +111,38 @@ def check_linear(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | Non
                                  f"got shape {tuple(linear_bias.shape)}")
 
 
-def check_settings(settings: dict[str, Any]) -> None:
+def check_settings(settings: LinearCESettings) -> None:
     """The chunk sizes (positive ints or None), ``softcap`` (positive or None) and
     ``lse_square_scale`` (at least 0) of a call's keyword ``settings``."""
-    for name in ("chunk_size", "vocab_chunk_size"):
-        size = settings[name]
+    for name, size in (("chunk_size", settings.chunk_size),
+                       ("vocab_chunk_size", settings.vocab_chunk_size)):
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"{_FN}: {name} must be a positive int or None; got {size!r}")
-    cap = settings["softcap"]
+    cap = settings.softcap
     if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap < math.inf):
         raise ArgumentValueError(f"{_FN}: softcap must be a positive number or None; got {cap!r}")
-    scale = settings["lse_square_scale"]
+    scale = settings.lse_square_scale
     if not (isinstance(scale, (int, float)) and 0 <= scale < math.inf):
         raise ArgumentValueError(
             f"{_FN}: lse_square_scale must be a number >= 0; got {scale!r}")
 
 
 def options_from(target: Tensor, logits_shape: tuple[int, ...], weight: Tensor | None,
-             settings: dict[str, Any]) -> CrossEntropyOptions:
+                 settings: LinearCESettings) -> CrossEntropyOptions:
     """The loss's options from the keyword ``settings``; ``ignore_index`` None means -100,
     the only value allowed for probabilities."""
-    ignore_index = settings["ignore_index"]
+    ignore_index = settings.ignore_index
     if target.shape == logits_shape and ignore_index is not None:
         raise ArgumentValueError(f"{_FN}: ignore_index cannot be given with class-probability "
                                  f"targets; got ignore_index={ignore_index}")
     return CrossEntropyOptions(
-        weight, -100 if ignore_index is None else ignore_index, settings["label_smoothing"],
-        settings["reduction"], softcap=settings["softcap"],
-        lse_square_scale=settings["lse_square_scale"], denominator=settings["denominator"])
+        weight, -100 if ignore_index is None else ignore_index, settings.label_smoothing,
+        settings.reduction, softcap=settings.softcap,
+        lse_square_scale=settings.lse_square_scale, denominator=settings.denominator)
 
 
 def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
-             weight: Tensor | None, settings: dict[str, Any]) -> tuple[Sweep, Tensor]:
+            weight: Tensor | None, settings: LinearCESettings) -> tuple[Sweep, Tensor]:
     """Check the arguments; return the batched sweep and the batched logits' stand-in.
 
     The stand-in has the logits' shape ``(N, V)`` and the working dtype but a single
@@ -101,8 +154,8 @@ def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, ta
     options = options_from(target, logits_shape, weight, settings)
     validate(_FN, input.new_empty(()).expand(*logits_shape), target, options)
     a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
-    p = Sweep(a, linear_weight, linear_bias, t, options, settings["chunk_size"],
-              settings["vocab_chunk_size"])
+    p = Sweep(a, linear_weight, linear_bias, t, options, settings.chunk_size,
+              settings.vocab_chunk_size)
     return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
 
 

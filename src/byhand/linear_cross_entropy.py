@@ -42,11 +42,14 @@ in ``float32`` (see :mod:`byhand.chunked_sweep`); every result is rounded once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
@@ -65,7 +68,13 @@ from .cross_entropy_core import (
     upstream,
 )
 from .errors import ArgumentValueError
-from .linear_ce_arguments import check_linear, options_from, prepare
+from .linear_ce_arguments import (
+    LinearCEInputs,
+    LinearCESettings,
+    check_linear,
+    options_from,
+    prepare,
+)
 from .softmax import logsumexp_update, online_logsumexp
 
 __all__ = [
@@ -81,13 +90,11 @@ __all__ = [
 
 _FN = "linear_cross_entropy"
 ALL_GRADIENTS = Needs()
-_SETTINGS = ("reduction", "ignore_index", "label_smoothing", "chunk_size", "vocab_chunk_size",
-             "softcap", "lse_square_scale", "denominator", "result_dtype")
 
 
-def _result_dtype(p: Sweep, settings: dict[str, Any]) -> torch.dtype:
+def _result_dtype(p: Sweep, settings: LinearCESettings) -> torch.dtype:
     """The loss's dtype: PyTorch's for these inputs, or float32 under autocast."""
-    given = settings.get("result_dtype")
+    given = settings.result_dtype
     if given is not None:
         return torch.promote_types(given, p.loss_dtype) if p.t.is_floating_point() else given
     return loss_dtype(p.a, p.t, p.options.weight)
@@ -121,7 +128,7 @@ def _finish(grads: Grads, p: Sweep, unbatched: bool, scale: Tensor | None = None
 
 
 def _forward(p: Sweep, like: Tensor, needs: Needs,
-             settings: dict[str, Any]) -> tuple[Tensor, Tensor | None, Grads]:
+             settings: LinearCESettings) -> tuple[Tensor, Tensor | None, Grads]:
     """The loss, the reduced z-loss and, for ``mean``/``sum`` when ``needs`` any, the
     gradients for ``grad_output = 1`` (rounded to the parameters' dtypes)."""
     dtype = _result_dtype(p, settings)
@@ -166,13 +173,15 @@ class LinearCrossEntropy(torch.autograd.Function):
     """``F.linear_cross_entropy`` whose forward and backward run chunk by chunk.
 
     ``forward(input, linear_weight, linear_bias, target, weight, settings, needs)``
-    returns ``(loss, z_loss, d_input, d_weight, d_bias)``. For ``mean`` and ``sum`` the
-    gradients wanted (``needs``) for ``grad_output = 1`` are computed in the forward's
-    sweep, while each chunk's logits exist anyway, and are outputs (not differentiable);
-    the backward scales them out of place. For ``none`` the backward recomputes each
-    chunk, out of place, since it needs one ``grad_output`` per row. With nothing
-    needed, the forward computes the loss only. Out of place, the backward runs under
-    ``is_grads_batched``; :func:`torch.compile` traces it whole.
+    (``settings`` a :class:`~byhand.linear_ce_arguments.LinearCESettings`, or a dict of
+    its fields) returns ``(loss, z_loss, d_input, d_weight, d_bias)``. For ``mean`` and
+    ``sum`` the gradients wanted (``needs``) for ``grad_output = 1`` are computed in the
+    forward's sweep, while each chunk's logits exist anyway, and are outputs (not
+    differentiable); the backward scales them out of place. For ``none`` the backward
+    recomputes each chunk, out of place, since it needs one ``grad_output`` per row. With
+    nothing needed, the forward computes the loss only (and :func:`linear_cross_entropy`
+    then skips this function unless a forward-mode tangent is present). Out of place,
+    the backward runs under ``is_grads_batched``; :func:`torch.compile` traces it whole.
 
     Examples:
         >>> a = torch.tensor([[1.0, -0.5], [0.2, 0.3]], requires_grad=True)
@@ -189,8 +198,10 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None,
-                target: Tensor, weight: Tensor | None, settings: dict[str, Any],
+                target: Tensor, weight: Tensor | None,
+                settings: LinearCESettings | Mapping[str, Any],
                 needs: Needs) -> tuple[Tensor | None, ...]:
+        settings = LinearCESettings.of(settings)
         p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
         loss, z_loss, grads = _forward(p, like, needs, settings)
         if p.options.reduction == "none":
@@ -207,7 +218,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         ctx.mark_non_differentiable(*grads)
         ctx.save_for_backward(input, linear_weight, linear_bias, target, weight, *output[2:])
         ctx.save_for_forward(input, linear_weight, linear_bias, target, weight)
-        ctx.settings, ctx.needs = settings, needs
+        ctx.settings, ctx.needs = LinearCESettings.of(settings), needs
 
     @staticmethod
     @once_differentiable
@@ -215,7 +226,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         input, linear_weight, linear_bias, target, weight, *saved = ctx.saved_tensors
         wanted = Needs(*ctx.needs_input_grad[:3])
         grads: list[Tensor | None]
-        if ctx.settings["reduction"] != "none":
+        if ctx.settings.reduction != "none":
             grads = [None if d is None else d * grad_loss.to(d.dtype) for d in saved]
         else:
             p, _like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
@@ -242,15 +253,6 @@ class LinearCrossEntropyForwardAD(LinearCrossEntropy):
 
 
 # ------------------------------------------------------------------------- public API
-
-
-def _settings(reduction: str, ignore_index: int | None, label_smoothing: float,
-              chunk_size: int | None, vocab_chunk_size: int | None, softcap: float | None,
-              lse_square_scale: float, denominator: Tensor | float | None,
-              result_dtype: torch.dtype | None = None) -> dict[str, Any]:
-    values = (reduction, ignore_index, label_smoothing, chunk_size, vocab_chunk_size,
-              softcap, lse_square_scale, denominator, result_dtype)
-    return dict(zip(_SETTINGS, values, strict=True))
 
 
 def linear_cross_entropy_forward_backward(
@@ -283,8 +285,10 @@ def linear_cross_entropy_forward_backward(
                 [ 0.3910, -0.6011]])
     """
     require_scalar_reduction(f"{_FN}_forward_backward", reduction)
-    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
-                         vocab_chunk_size, softcap, lse_square_scale, denominator)
+    settings = LinearCESettings(
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator)
     p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     loss, _, grads = _forward(p, like, ALL_GRADIENTS, settings)
     return loss, _finish(grads, p, input.dim() == 1)
@@ -328,8 +332,10 @@ def linear_cross_entropy_backward(
         >>> torch.allclose(d_a, a.grad), d_W, d_b
         (True, None, None)
     """
-    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
-                         vocab_chunk_size, softcap, lse_square_scale, denominator)
+    settings = LinearCESettings(
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator)
     p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
     if reduction == "none":
         g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.work).contiguous()
@@ -352,11 +358,11 @@ def _autocast(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None
     return cast[0], cast[1], cast[2], torch.float32  # type: ignore[return-value]
 
 
-def _k_dimensional(input: Tensor, linear_weight: Tensor, target: Tensor,
-                   linear_bias: Tensor | None, weight: Tensor | None,
-                   settings: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+def _k_dimensional(inputs: LinearCEInputs,
+                   settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     r"""A ``(V, d1, ..., H)`` weight: one 2-D call per position :math:`d`, each dividing
     its ``mean`` by the denominator of all positions, so the sum is the one mean."""
+    input, linear_weight, linear_bias, target, weight = inputs
     if input.dim() != 2:
         raise ArgumentValueError(
             f"{_FN}: a K-dimensional linear_weight {tuple(linear_weight.shape)} needs a "
@@ -371,38 +377,59 @@ def _k_dimensional(input: Tensor, linear_weight: Tensor, target: Tensor,
     t = target.reshape(*target.shape[:1 + probabilities], positions)
     validate(_FN, input.new_empty(()).expand(shape), target,
              options_from(target, shape, weight, settings))
-    per_position = dict(settings)
-    if settings["reduction"] == "mean" and settings["denominator"] is None:
+    per_position = settings
+    if settings.reduction == "mean" and settings.denominator is None:
         like = input.new_empty(()).expand(input.shape[0] * positions, n_classes)
         flat = (t.movedim(-1, 1).reshape(-1, n_classes) if probabilities
                 else t.t().reshape(-1))
-        per_position["denominator"] = denominator(
-            like.to(torch.float32), flat, options_from(flat, like.shape, weight, settings))
+        per_position = dataclasses.replace(settings, denominator=denominator(
+            like.to(torch.float32), flat, options_from(flat, like.shape, weight, settings)))
     losses, z_losses = [], []
     for k in range(positions):
-        loss, z = _apply(input, w[:, k], t[..., k], None if b is None else b[:, k], weight,
-                         per_position)
+        position = LinearCEInputs(input, w[:, k], None if b is None else b[:, k], t[..., k],
+                                  weight)
+        loss, z = _apply(position, per_position)
         losses.append(loss)
         if z is not None:
             z_losses.append(z)
     z = torch.stack(z_losses, -1) if z_losses else None
-    if settings["reduction"] == "none":
+    if settings.reduction == "none":
         shape = (input.shape[0], *extra)
         return torch.stack(losses, -1).reshape(shape), None if z is None else z.reshape(shape)
     return torch.stack(losses).sum(), None if z is None else z.sum()
 
 
-def _apply(input: Tensor, linear_weight: Tensor, target: Tensor, linear_bias: Tensor | None,
-           weight: Tensor | None, settings: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
+def _has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:
+    """Whether a forward-mode tangent (:mod:`torch.autograd.forward_ad`,
+    :func:`torch.func.jvp`) rides on any tensor of the call."""
+    unpack = forward_ad.unpack_dual
+    return any(isinstance(t, Tensor)
+               and unpack(t).tangent is not None  # type: ignore[no-untyped-call]  # unannotated in torch
+               for t in (*inputs, settings.denominator))
+
+
+def _evaluate(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
+    """The loss and the reduced z-loss alone, as ``LinearCrossEntropy.forward`` gives them
+    when no gradient is needed, without the autograd function's bookkeeping."""
+    p, like = prepare(*inputs, settings)
+    loss, z_loss, _ = _forward(p, like, Needs(False, False, False), settings)
+    if settings.reduction == "none" and inputs.input.dim() == 1:
+        return loss.squeeze(0), None if z_loss is None else z_loss.squeeze(0)
+    return loss, z_loss
+
+
+def _apply(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     """The loss and the reduced z-loss through the autograd function (its forward-AD
-    variant outside :func:`torch.compile`)."""
+    variant outside :func:`torch.compile`), or by :func:`_evaluate` where no gradient and
+    no tangent can flow (``no_grad``, ``inference_mode``, nothing requiring grad)."""
     grad = torch.is_grad_enabled()
     needs = Needs(*(grad and t is not None and t.requires_grad
-                    for t in (input, linear_weight, linear_bias)))
-    fn = (LinearCrossEntropy if torch.compiler.is_compiling()
-          else LinearCrossEntropyForwardAD)
-    out = fn.apply(  # type: ignore[no-untyped-call]  # unannotated in torch
-        input, linear_weight, linear_bias, target, weight, settings, needs)
+                    for t in (inputs.input, inputs.linear_weight, inputs.linear_bias)))
+    compiling = torch.compiler.is_compiling()
+    if not any(needs) and not compiling and not _has_tangent(inputs, settings):
+        return _evaluate(inputs, settings)
+    fn = LinearCrossEntropy if compiling else LinearCrossEntropyForwardAD
+    out = fn.apply(*inputs, settings, needs)  # type: ignore[no-untyped-call]  # unannotated in torch
     return out[0], out[1]
 
 
@@ -476,17 +503,18 @@ def linear_cross_entropy(
         chunk_size = getattr(options, "batch_chunk_size", None)
     input, linear_weight, linear_bias, result_dtype = _autocast(input, linear_weight,
                                                                  linear_bias)
-    settings = _settings(reduction, ignore_index, label_smoothing, chunk_size,
-                         vocab_chunk_size, softcap, lse_square_scale, denominator,
-                         result_dtype)
+    settings = LinearCESettings(
+        reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
+        lse_square_scale=lse_square_scale, denominator=denominator, result_dtype=result_dtype)
+    inputs = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
     off = (torch.autocast(input.device.type, enabled=False) if result_dtype is not None
            else contextlib.nullcontext())
     with off:
         if linear_weight.dim() > 2:
-            loss, z_loss = _k_dimensional(input, linear_weight, target, linear_bias, weight,
-                                          settings)
+            loss, z_loss = _k_dimensional(inputs, settings)
         else:
-            loss, z_loss = _apply(input, linear_weight, target, linear_bias, weight, settings)
+            loss, z_loss = _apply(inputs, settings)
     if not return_z_loss:
         return loss
     if z_loss is None:

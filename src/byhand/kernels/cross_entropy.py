@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -104,9 +104,24 @@ def check_options(fn: str, input: Tensor, target: Tensor, weight: Tensor | None,
     for name, t in (("target", target), ("weight", weight)):
         if t is not None and t.device != input.device:
             raise ArgumentValueError(f"{fn}: {name} is on {t.device}, input on {input.device}")
-    options = CrossEntropyOptions(weight, ignore_index, label_smoothing,
-                                  cast(Reduction, reduction))
-    validate(fn, input, target, options, probabilities=False)
+    validate(fn, input, target, _options(weight, ignore_index, reduction, label_smoothing),
+             probabilities=False)
+
+
+def _options(weight: Tensor | None, ignore_index: int, reduction: str,
+             label_smoothing: float) -> CrossEntropyOptions:
+    """The loss's options from the flat arguments a call (or a registered op) receives."""
+    return CrossEntropyOptions(weight, ignore_index, label_smoothing, cast(Reduction, reduction))
+
+
+class _Launch(NamedTuple):
+    """How one launch writes the gradient: over the input (``inplace``) or into a new
+    buffer, ``block_size`` columns per block (None: :func:`default_block_size`), and the
+    optional ``trace`` of the running maximum and sum."""
+
+    inplace: bool = False
+    block_size: int | None = None
+    trace: Tensor | None = None
 
 
 def _triton_module() -> Any:
@@ -150,20 +165,20 @@ def default_block_size(n_classes: int, interpreted: bool = False) -> int:
     return max(16, min(cap, 1 << max(0, n_classes - 1).bit_length()))
 
 
-def _run(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
-         label_smoothing: float, inplace: bool, block_size: int | None = None,
-         trace: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _run(input: Tensor, target: Tensor, options: CrossEntropyOptions,
+         launch: _Launch) -> tuple[Tensor, Tensor]:
     """The loss and the gradient for an upstream gradient of 1, from one kernel launch (2-D input)."""
     module = _check_device("byhand.kernels.cross_entropy", input)
     n_classes = input.shape[1]
     if input.stride(1) != 1:
-        if inplace:
+        if launch.inplace:
             raise ArgumentValueError("byhand.kernels.cross_entropy: inplace=True needs rows whose "
                                      f"classes are contiguous; got strides {input.stride()}")
         input = input.contiguous()
-    grad = input if inplace else torch.empty_like(input)
+    grad = input if launch.inplace else torch.empty_like(input)
     target = target.contiguous()
-    weight = None if weight is None else weight.contiguous()
+    weight = None if options.weight is None else options.weight.contiguous()
+    ignore_index, reduction = options.ignore_index, options.reduction
     scale = None
     if reduction == "mean":   # 1/D, computed on the device, never read on the host
         counted = target != ignore_index
@@ -174,9 +189,9 @@ def _run(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int
             denominator = torch.where(counted, w_y, 0.0).sum()
         scale = denominator.reciprocal().reshape(1)
     loss_rows = torch.empty(input.shape[0], dtype=torch.float32, device=input.device)
-    block = block_size or default_block_size(n_classes, module.INTERPRETED)
-    module.launch(input, grad, target, weight, scale, loss_rows, trace, ignore_index,
-                  label_smoothing, block)
+    block = launch.block_size or default_block_size(n_classes, module.INTERPRETED)
+    module.launch(input, grad, target, weight, scale, loss_rows, launch.trace, ignore_index,
+                  options.label_smoothing, block)
     if reduction == "none":
         loss = loss_rows.to(input.dtype)
     elif reduction == "sum":
@@ -224,8 +239,8 @@ def cross_entropy_forward_backward(
             x2.shape[1], _triton_module().INTERPRETED)))
         if trace.shape != (x2.shape[0], blocks, 2) or trace.dtype != torch.float32:
             raise ArgumentValueError(f"{fn}: trace must be float32 of shape ({x2.shape[0]}, {blocks}, 2)")
-    loss, grad = _run(x2, y2, weight, ignore_index, reduction, label_smoothing, inplace,
-                      block_size, trace)
+    loss, grad = _run(x2, y2, _options(weight, ignore_index, reduction, label_smoothing),
+                      _Launch(inplace, block_size, trace))
     if unbatched:
         return (loss[0] if reduction == "none" else loss), grad[0]
     return loss, grad
@@ -238,14 +253,16 @@ def cross_entropy_forward_backward(
 def _cross_entropy_op(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
                       reduction: str, label_smoothing: float) -> tuple[Tensor, Tensor]:
     """Functional op: the loss and a new buffer holding the gradient for G = 1."""
-    return _run(input, target, weight, ignore_index, reduction, label_smoothing, inplace=False)
+    return _run(input, target, _options(weight, ignore_index, reduction, label_smoothing),
+                _Launch())
 
 
 @torch.library.custom_op("byhand::cross_entropy_", mutates_args=("input",))
 def _cross_entropy_inplace_op(input: Tensor, target: Tensor, weight: Tensor | None,
                               ignore_index: int, reduction: str, label_smoothing: float) -> Tensor:
     """In-place op: returns the loss and leaves the gradient for G = 1 in ``input``."""
-    loss, _ = _run(input, target, weight, ignore_index, reduction, label_smoothing, inplace=True)
+    loss, _ = _run(input, target, _options(weight, ignore_index, reduction, label_smoothing),
+                   _Launch(inplace=True))
     return loss
 
 
