@@ -299,13 +299,13 @@ def _from_legacy(config: TrainConfig01) -> MnistRun:
                     TrainConfig(config.epochs, config.batch_size, config.lr, config.seed))
 
 
-def fit01(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, seed: int,
-          group: Any = None) -> list[EpochRecord]:
+def _legacy_fit(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, seed: int,
+                group: Any = None) -> list[EpochRecord]:
     """0.1.0's ``distributed.fit``: :func:`byhand.train.fit` with a data-parallel step.
 
-    Public because it is 0.1.0's public signature, kept as it was for one release (reached
-    as ``byhand.distributed.fit``, with a warning); new code calls :func:`byhand.train.fit`
-    with a :class:`~byhand.train.TrainConfig` and a
+    Its seven parameters mirror 0.1.0's public signature, kept as it was for one release
+    (reached as ``byhand.distributed.fit``, with a warning); new code calls
+    :func:`byhand.train.fit` with a :class:`~byhand.train.TrainConfig` and a
     :class:`~byhand.distributed.DataParallelStep`.
     """
     step = DataParallelStep(model, lr, group)
@@ -313,8 +313,8 @@ def fit01(model: Layer, data: Tensors, epochs: int, batch_size: int, lr: float, 
     return _records(history, step.communication_seconds)
 
 
-def train_step01(model: Layer, x: Tensor, y: Tensor, lr: float,
-                 group: Any = None) -> tuple[Tensor, float]:
+def _legacy_train_step(model: Layer, x: Tensor, y: Tensor, lr: float,
+                       group: Any = None) -> tuple[Tensor, float]:
     """0.1.0's ``distributed.train_step`` on this rank's rows: the loss and the all-reduce seconds."""
     step = DataParallelStep(model, lr, group)
     world_size = dist.get_world_size(group)
@@ -322,7 +322,7 @@ def train_step01(model: Layer, x: Tensor, y: Tensor, lr: float,
     return loss, step.communication_seconds[-1]
 
 
-_LEGACY = {"TrainConfig": TrainConfig01, "fit": fit01, "train_step": train_step01,
+_LEGACY = {"TrainConfig": TrainConfig01, "fit": _legacy_fit, "train_step": _legacy_train_step,
            "Problem": GradientProblem}
 
 
