@@ -35,7 +35,6 @@ experiments live in :mod:`byhand.data_parallel`.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import torch
@@ -43,6 +42,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .cross_entropy_core import CrossEntropyOptions, batched, denominator
+from .deprecation import moved
 from .device import synchronize
 from .layers import Layer
 from .linear_cross_entropy import linear_cross_entropy
@@ -384,12 +384,5 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The names 0.1.0 kept here, moved to their own modules: deprecated aliases for one release."""
-    if name not in _MOVED:
-        raise AttributeError(f"module 'byhand.distributed' has no attribute {name!r}")
-    import importlib
-
-    warnings.warn(f"byhand.distributed.{name} is deprecated; use {_MOVED[name]}.{name}",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(_MOVED[name]), name)
+#: The names 0.1.0 kept here, moved to their own modules: deprecated aliases for one release.
+__getattr__ = moved("byhand.distributed", _MOVED)

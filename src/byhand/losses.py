@@ -59,9 +59,7 @@ function therefore runs as PyTorch's does, propagating shapes only.
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -88,6 +86,7 @@ from .cross_entropy_core import (
     unbatched,
     upstream,
 )
+from .deprecation import moved
 from .softmax import log_softmax, opmath_dtype, softmax
 
 __all__ = [
@@ -465,14 +464,6 @@ def cross_entropy_target_backward(
 
 # -------------------------------------------------------- 0.1.0 names, deprecated
 
-_MOVED = {"mse_loss": "byhand.mse", "mse_loss_backward": "byhand.mse",
-          "legacy_reduction": "byhand.reduction"}
-
-
-def __getattr__(name: str) -> Any:
-    """Mean squared error moved to :mod:`byhand.mse`: deprecated aliases for one release."""
-    if name not in _MOVED:
-        raise AttributeError(f"module 'byhand.losses' has no attribute {name!r}")
-    warnings.warn(f"byhand.losses.{name} is deprecated; use {_MOVED[name]}.{name}",
-                  DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(_MOVED[name]), name)
+#: Mean squared error moved to :mod:`byhand.mse`: deprecated aliases for one release.
+__getattr__ = moved("byhand.losses", {"mse_loss": "byhand.mse", "mse_loss_backward": "byhand.mse",
+                                      "legacy_reduction": "byhand.reduction"})

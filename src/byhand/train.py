@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .deprecation import moved
 from .device import synchronize
 from .evaluation import confusion_matrix as confusion_matrix
 from .evaluation import evaluate
@@ -373,12 +374,5 @@ def _record(history: History, model: Layer | torch.nn.Module, data: Tensors, los
     history.seconds.append(seconds)
 
 
-def __getattr__(name: str) -> Any:
-    """``step_timings`` moved to :mod:`byhand.timing`: a deprecated alias for one release."""
-    if name != "step_timings":
-        raise AttributeError(f"module 'byhand.train' has no attribute {name!r}")
-    from . import timing
-
-    warnings.warn("byhand.train.step_timings is deprecated; use byhand.timing.step_timings",
-                  DeprecationWarning, stacklevel=2)
-    return timing.step_timings
+#: ``step_timings`` moved to :mod:`byhand.timing`: a deprecated alias for one release.
+__getattr__ = moved("byhand.train", {"step_timings": "byhand.timing"})
