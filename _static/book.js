@@ -89,9 +89,20 @@
     document.addEventListener("click", later, true);
   };
 
+  /* Measuring every box lays out the whole page, code blocks off screen included, so the
+     first look waits until the page has loaded and the browser is idle: it does not hold
+     up the first screen or MathJax. */
+  const whenLoadedAndIdle = (callback) => {
+    const idle = () => (window.requestIdleCallback
+      ? window.requestIdleCallback(callback, { timeout: 500 })
+      : window.setTimeout(callback, 0));
+    if (document.readyState === "complete") idle();
+    else window.addEventListener("load", idle, { once: true });
+  };
+
   whenReady(() => {
     wrapProseOutput();
-    watchScrollers();
+    whenLoadedAndIdle(watchScrollers);
     // After sphinx-togglebutton, which adds its buttons on DOMContentLoaded too.
     window.setTimeout(() => {
       nameToggles();
