@@ -5,7 +5,9 @@ settings. :func:`prepare` validates a call (the linear layer's shapes and dtypes
 chunk sizes, the soft cap and z-loss scale, then the cross-entropy's own arguments
 through :func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and
 returns the :class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the
-argument and are of PyTorch's type (see :mod:`byhand.errors`).
+argument and are of PyTorch's type (see :mod:`byhand.errors`). :func:`autocast_arguments`
+casts the call's tensors as :func:`torch.autocast` would, and :func:`has_tangent` says
+whether a forward-mode tangent rides on one of them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from .chunked_sweep import Sweep
 from .cross_entropy_checks import validate
 from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
-__all__ = ["LinearCEInputs", "LinearCESettings", "check_linear", "check_settings",
-           "options_from", "prepare"]
+__all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "check_linear",
+           "check_settings", "has_tangent", "options_from", "prepare"]
 
 _FN = "linear_cross_entropy"
 
@@ -159,3 +162,24 @@ def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, ta
     return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
 
 
+def autocast_arguments(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None
+              ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype | None]:
+    """Under :func:`torch.autocast` for the input's device, the three tensors in its
+    dtype (differentiably: the gradients return in the parameters' dtypes) and float32,
+    the loss's dtype there, as PyTorch's ``linear`` and ``cross_entropy`` give."""
+    device = input.device.type
+    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+        return input, linear_weight, linear_bias, None
+    dtype = torch.get_autocast_dtype(device)
+    cast = [t if t is None or not t.is_floating_point() else t.to(dtype)
+            for t in (input, linear_weight, linear_bias)]
+    return cast[0], cast[1], cast[2], torch.float32  # type: ignore[return-value]
+
+
+def has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:
+    """Whether a forward-mode tangent (:mod:`torch.autograd.forward_ad`,
+    :func:`torch.func.jvp`) rides on any tensor of the call."""
+    unpack = forward_ad.unpack_dual
+    return any(isinstance(t, Tensor)
+               and unpack(t).tangent is not None  # type: ignore[no-untyped-call]  # unannotated in torch
+               for t in (*inputs, settings.denominator))

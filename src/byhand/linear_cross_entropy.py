@@ -49,7 +49,6 @@ from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor
-from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
@@ -71,7 +70,9 @@ from .errors import ArgumentValueError
 from .linear_ce_arguments import (
     LinearCEInputs,
     LinearCESettings,
+    autocast_arguments,
     check_linear,
+    has_tangent,
     options_from,
     prepare,
 )
@@ -344,20 +345,6 @@ def linear_cross_entropy_backward(
     return _finish(grads, p, input.dim() == 1, grad_output)
 
 
-def _autocast(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None
-              ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype | None]:
-    """Under :func:`torch.autocast` for the input's device, the three tensors in its
-    dtype (differentiably: the gradients return in the parameters' dtypes) and float32,
-    the loss's dtype there, as PyTorch's ``linear`` and ``cross_entropy`` give."""
-    device = input.device.type
-    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
-        return input, linear_weight, linear_bias, None
-    dtype = torch.get_autocast_dtype(device)
-    cast = [t if t is None or not t.is_floating_point() else t.to(dtype)
-            for t in (input, linear_weight, linear_bias)]
-    return cast[0], cast[1], cast[2], torch.float32  # type: ignore[return-value]
-
-
 def _k_dimensional(inputs: LinearCEInputs,
                    settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     r"""A ``(V, d1, ..., H)`` weight: one 2-D call per position :math:`d`, each dividing
@@ -399,15 +386,6 @@ def _k_dimensional(inputs: LinearCEInputs,
     return torch.stack(losses).sum(), None if z is None else z.sum()
 
 
-def _has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:
-    """Whether a forward-mode tangent (:mod:`torch.autograd.forward_ad`,
-    :func:`torch.func.jvp`) rides on any tensor of the call."""
-    unpack = forward_ad.unpack_dual
-    return any(isinstance(t, Tensor)
-               and unpack(t).tangent is not None  # type: ignore[no-untyped-call]  # unannotated in torch
-               for t in (*inputs, settings.denominator))
-
-
 def _evaluate(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     """The loss and the reduced z-loss alone, as ``LinearCrossEntropy.forward`` gives them
     when no gradient is needed, without the autograd function's bookkeeping."""
@@ -426,7 +404,7 @@ def _apply(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, 
     needs = Needs(*(grad and t is not None and t.requires_grad
                     for t in (inputs.input, inputs.linear_weight, inputs.linear_bias)))
     compiling = torch.compiler.is_compiling()
-    if not any(needs) and not compiling and not _has_tangent(inputs, settings):
+    if not any(needs) and not compiling and not has_tangent(inputs, settings):
         return _evaluate(inputs, settings)
     fn = LinearCrossEntropy if compiling else LinearCrossEntropyForwardAD
     out = fn.apply(*inputs, settings, needs)  # type: ignore[no-untyped-call]  # unannotated in torch
@@ -501,7 +479,7 @@ def linear_cross_entropy(
     no_target_grad(_FN, target, weight)
     if options is not None and chunk_size is None:
         chunk_size = getattr(options, "batch_chunk_size", None)
-    input, linear_weight, linear_bias, result_dtype = _autocast(input, linear_weight,
+    input, linear_weight, linear_bias, result_dtype = autocast_arguments(input, linear_weight,
                                                                  linear_bias)
     settings = LinearCESettings(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
