@@ -145,6 +145,9 @@ class Linear(Layer):
             raise RuntimeError("Linear.backward: call forward first")
         # Leading dimensions (..., in) are all "samples": flatten them into n.
         delta = grad_output.reshape(-1, grad_output.shape[-1])
+        # The previous step's gradients go first, as zero_grad(set_to_none=True) drops them:
+        # the new ones can then reuse their memory instead of asking the system for more.
+        self.weight_grad = self.bias_grad = None
         self.weight_grad = delta.T @ self._input.reshape(-1, self._input.shape[-1])
         if self.bias is not None:
             self.bias_grad = delta.sum(0)
