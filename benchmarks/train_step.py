@@ -10,8 +10,9 @@ which calibrates each block by duration and synchronises the accelerator), as
 per-step latency (one step, one synchronisation) and as throughput (``--back-to-back``
 steps, one synchronisation), and reports the median and interquartile range of each
 with the load average before and after. Prints one JSON line; the reader judges.
+``--threads 1`` gives steadier CPU times on a machine shared with other work.
 
-    python benchmarks/train_step.py [--device auto] [--quick]
+    python benchmarks/train_step.py [--device auto] [--threads N] [--quick]
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ def main() -> None:
                         help="seconds per blocked_autorange")
     parser.add_argument("--back-to-back", type=int, default=20,
                         help="steps between two synchronisations for the throughput figure")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for the CPU (default: torch's choice)")
     parser.add_argument("--quick", action="store_true",
                         help="two short rounds of a 784-64-10 step on 32 rows: a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.hidden, args.batch_size, args.rounds, args.min_run_time = [64], 32, 2, 0.01
         args.back_to_back = 5
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     sizes = (784, *args.hidden, 10)
     timings = step_timings(sizes, args.batch_size, device, DTYPES[args.dtype],
@@ -61,6 +66,7 @@ def main() -> None:
         "rounds": args.rounds,
         "min_run_time_s": args.min_run_time,
         "back_to_back": args.back_to_back,
+        "threads": torch.get_num_threads(),
         "quick": args.quick,
         "machine": describe_machine(device),
     }))
