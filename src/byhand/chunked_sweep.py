@@ -8,9 +8,11 @@ of :math:`G_{nj} = \partial L/\partial x_{nj}`, which are multiplied into
 
 .. math::
 
-   \frac{\partial L}{\partial a_{np}} = \sum_j G_{nj} W_{jp}, \qquad
-   \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np}, \qquad
-   \frac{\partial L}{\partial b_j} = \sum_n G_{nj}
+   \begin{aligned}
+   \frac{\partial L}{\partial a_{np}} &= \sum_j G_{nj} W_{jp}, \\
+   \frac{\partial L}{\partial W_{jp}} &= \sum_n G_{nj} a_{np}, \\
+   \frac{\partial L}{\partial b_j} &= \sum_n G_{nj}
+   \end{aligned}
 
 and dropped. With ``vocab`` the classes go in blocks too: the log-sum-exp of a row is
 then accumulated with the online rule of :func:`byhand.softmax.logsumexp_update`, and each

@@ -13,14 +13,17 @@ target, :math:`\mu_n` the ignore mask (0 where :math:`y_n` is ``ignore_index``),
 :math:`w_j` the class weights (all 1 without ``weight``), :math:`\varepsilon` the label
 smoothing over :math:`C` classes. The *effective target* :math:`\tilde t_{nj}` is the
 row with :math:`L_n = -\sum_j \tilde t_{nj}\,\ell_{nj}`
-(:math:`\ell_{nj} = x_{nj} - \log\sum_k e^{x_{nk}}`):
+(:math:`\ell_{nj} = x_{nj} - \log\sum_k e^{x_{nk}}`). For class indices
 
 .. math::
 
-   \tilde t_{nj} = \mu_n\big[(1-\varepsilon)\,w_{y_n}\delta_{j y_n} + \tfrac{\varepsilon}{C}\,w_j\big]
-   \quad\text{(class indices)}, \qquad
-   \tilde t_{nj} = w_j\big[(1-\varepsilon)\,t_{nj} + \tfrac{\varepsilon}{C}\big]
-   \quad\text{(probabilities)}.
+   \tilde t_{nj} = \mu_n\big[(1-\varepsilon)\,w_{y_n}\delta_{j y_n} + \tfrac{\varepsilon}{C}\,w_j\big],
+
+and for probabilities :math:`t_{nj}`
+
+.. math::
+
+   \tilde t_{nj} = w_j\big[(1-\varepsilon)\,t_{nj} + \tfrac{\varepsilon}{C}\big].
 
 ``mean`` divides by the *denominator* :math:`D = \sum_n \mu_n w_{y_n}` (class indices)
 or the number of positions :math:`M` (probabilities). With :math:`G` the upstream

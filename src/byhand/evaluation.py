@@ -2,8 +2,11 @@ r"""Evaluate a classifier: logits in chunks, mean cross-entropy and accuracy, co
 
 .. math::
 
-   L = -\frac{1}{N}\sum_n \log s_{n y_n}, \qquad
-   \text{accuracy} = \frac{1}{N}\sum_n \big[\arg\max_c z_{nc} = y_n\big].
+   \begin{aligned}
+   L &= -\frac{1}{N}\sum_n \log s_{n y_n}, \\
+   \hat y_n &= \arg\max_c z_{nc}, \\
+   \text{accuracy} &= \frac{1}{N}\sum_n \big[\hat y_n = y_n\big].
+   \end{aligned}
 """
 
 from __future__ import annotations
@@ -45,8 +48,11 @@ def evaluate(
 
     .. math::
 
-       L = -\frac{1}{N}\sum_n \log s_{n y_n}, \qquad
-       \text{accuracy} = \frac{1}{N}\sum_n \big[\arg\max_c z_{nc} = y_n\big].
+       \begin{aligned}
+       L &= -\frac{1}{N}\sum_n \log s_{n y_n}, \\
+       \hat y_n &= \arg\max_c z_{nc}, \\
+       \text{accuracy} &= \frac{1}{N}\sum_n \big[\hat y_n = y_n\big].
+       \end{aligned}
 
     Examples:
         >>> from byhand.layers import mlp

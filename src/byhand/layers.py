@@ -10,9 +10,11 @@ sample), so
 
 .. math::
 
-   \frac{\partial L}{\partial W_{qp}} = \sum_n g_{nq}\, a_{np}, \qquad
-   \frac{\partial L}{\partial b_q} = \sum_n g_{nq}, \qquad
-   \frac{\partial L}{\partial a_{np}} = \sum_q g_{nq}\, W_{qp},
+   \begin{aligned}
+   \frac{\partial L}{\partial W_{qp}} &= \sum_n g_{nq}\, a_{np}, \\
+   \frac{\partial L}{\partial b_q} &= \sum_n g_{nq}, \\
+   \frac{\partial L}{\partial a_{np}} &= \sum_q g_{nq}\, W_{qp},
+   \end{aligned}
 
 that is ``dW = gᵀ a``, ``db = g.sum(0)``, ``da = g W``. For :class:`ReLU`,
 :math:`z_{np} = \max(a_{np}, 0)` and

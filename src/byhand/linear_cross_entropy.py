@@ -15,9 +15,11 @@ linear layer passes it on:
 
 .. math::
 
-   \frac{\partial L}{\partial a_{np}} = \sum_j G_{nj} W_{jp}, \qquad
-   \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np}, \qquad
-   \frac{\partial L}{\partial b_j} = \sum_n G_{nj}.
+   \begin{aligned}
+   \frac{\partial L}{\partial a_{np}} &= \sum_j G_{nj} W_{jp}, \\
+   \frac{\partial L}{\partial W_{jp}} &= \sum_n G_{nj} a_{np}, \\
+   \frac{\partial L}{\partial b_j} &= \sum_n G_{nj}.
+   \end{aligned}
 
 Row :math:`n` of :math:`G` needs only row :math:`n` of the logits, and each product
 above is a sum over rows (for :math:`W` and :math:`b`) or acts row by row (for
@@ -308,9 +310,11 @@ def linear_cross_entropy_backward(
 
     .. math::
 
-       \frac{\partial L}{\partial a_{np}} = \sum_j G_{nj} W_{jp}, \quad
-       \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np}, \quad
-       \frac{\partial L}{\partial b_j} = \sum_n G_{nj},
+       \begin{aligned}
+       \frac{\partial L}{\partial a_{np}} &= \sum_j G_{nj} W_{jp}, \\
+       \frac{\partial L}{\partial W_{jp}} &= \sum_n G_{nj} a_{np}, \\
+       \frac{\partial L}{\partial b_j} &= \sum_n G_{nj},
+       \end{aligned}
 
     with :math:`G_{nj} = g_n(s_{nj}\sum_k \tilde t_{nk} - \tilde t_{nj})` (plus the z-loss's
     and the soft cap's terms, :func:`byhand.chunked_sweep.chunk_gradient`) formed one

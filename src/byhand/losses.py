@@ -17,8 +17,8 @@ Cross-entropy with label smoothing :math:`\varepsilon` over :math:`C` classes is
 
    \begin{aligned}
    \ell_{nj} &= x_{nj} - \log\textstyle\sum_k e^{x_{nk}}, \\
-   L_n &= -\mu_n\Big[(1-\varepsilon)\, w_{y_n}\, \ell_{n y_n}
-          + \frac{\varepsilon}{C}\sum_j w_j\, \ell_{nj}\Big],
+   L_n &= -\mu_n\Big[(1-\varepsilon)\, w_{y_n}\, \ell_{n y_n} \\
+       &\qquad + \frac{\varepsilon}{C}\sum_j w_j\, \ell_{nj}\Big],
    \end{aligned}
 
 reduced by ``sum``, by nothing (``none``), or by ``mean``, which divides by
@@ -425,9 +425,12 @@ def cross_entropy_target_backward(
     With :math:`L_n = -\sum_j w_j t'_{nj}\ell_{nj}` and
     :math:`t'_{nj} = (1-\varepsilon)t_{nj} + \varepsilon/C`,
 
-    .. math:: \frac{\partial L}{\partial t_{nj}} = -g_n(1-\varepsilon)\,w_j\,\ell_{nj},
-              \qquad
-              \frac{\partial L}{\partial w_j} = -\sum_n g_n\,t'_{nj}\,\ell_{nj}.
+    .. math::
+
+       \begin{aligned}
+       \frac{\partial L}{\partial t_{nj}} &= -g_n(1-\varepsilon)\,w_j\,\ell_{nj}, \\
+       \frac{\partial L}{\partial w_j} &= -\sum_n g_n\,t'_{nj}\,\ell_{nj}.
+       \end{aligned}
 
     Returns ``(grad_target, grad_weight)`` (``grad_weight`` is None without ``weight``),
     each in its argument's dtype. Class-index targets have no gradient: a ``ValueError``.

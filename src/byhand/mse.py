@@ -5,8 +5,10 @@ broadcast against the input, with PyTorch's warning, when their shapes differ),
 
 .. math::
 
-   L = \frac{1}{K}\sum_k (x_k - t_k)^2 \quad(\texttt{mean}), \qquad
-   \frac{\partial L}{\partial x_k} = \frac{2}{K}\, G\,(x_k - t_k),
+   \begin{aligned}
+   L &= \frac{1}{K}\sum_k (x_k - t_k)^2 \quad(\texttt{mean}), \\
+   \frac{\partial L}{\partial x_k} &= \frac{2}{K}\, G\,(x_k - t_k),
+   \end{aligned}
 
 with :math:`G` the upstream gradient (``sum`` drops the :math:`1/K`, ``none`` takes one
 :math:`g_k` per element). Chapters 5, 7 and 8 use it beside cross-entropy.

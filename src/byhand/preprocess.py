@@ -60,8 +60,10 @@ def normalisation(images: Tensor) -> tuple[float, float]:
 
     .. math::
 
-       \mu = \frac{1}{NK}\sum_{n,k} \frac{p_{nk}}{255}, \qquad
-       \sigma^2 = \frac{1}{NK - 1}\sum_{n,k}\Big(\frac{p_{nk}}{255} - \mu\Big)^2,
+       \begin{aligned}
+       \mu &= \frac{1}{NK}\sum_{n,k} \frac{p_{nk}}{255}, \\
+       \sigma^2 &= \frac{1}{NK - 1}\sum_{n,k}\Big(\frac{p_{nk}}{255} - \mu\Big)^2,
+       \end{aligned}
 
     computed from exact integer sums of :math:`p` and :math:`p^2`, so the result
     does not depend on the device or on the order of a floating-point reduction.

@@ -9,10 +9,12 @@ index held fixed:
 
 .. math::
 
-   m = \max_k x_k, \qquad
-   \operatorname{lse}(x) = m + \log \sum_k e^{x_k - m}, \qquad
-   s_i = e^{x_i - \operatorname{lse}(x)}, \qquad
-   \ell_i = x_i - \operatorname{lse}(x).
+   \begin{aligned}
+   m &= \max_k x_k, \\
+   \operatorname{lse}(x) &= m + \log \sum_k e^{x_k - m}, \\
+   s_i &= e^{x_i - \operatorname{lse}(x)}, \\
+   \ell_i &= x_i - \operatorname{lse}(x).
+   \end{aligned}
 
 The max shift :math:`m` changes nothing mathematically (softmax is invariant to a
 constant added to every logit) but keeps every exponent :math:`\le 0`, so nothing
@@ -235,8 +237,12 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
 
     With :math:`\partial s_i/\partial x_j = s_i(\delta_{ij} - s_j)`,
 
-    .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i s_i(\delta_{ij} - s_j)
-              = s_j\Big(g_j - \sum_k g_k s_k\Big).
+    .. math::
+
+       \begin{aligned}
+       \frac{\partial L}{\partial x_j} &= \sum_i g_i s_i(\delta_{ij} - s_j) \\
+       &= s_j\Big(g_j - \sum_k g_k s_k\Big).
+       \end{aligned}
 
     Examples:
         >>> x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -288,8 +294,12 @@ def log_softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> T
 
     With :math:`\partial \ell_i/\partial x_j = \delta_{ij} - s_j`,
 
-    .. math:: \frac{\partial L}{\partial x_j} = \sum_i g_i(\delta_{ij} - s_j)
-              = g_j - s_j \sum_i g_i.
+    .. math::
+
+       \begin{aligned}
+       \frac{\partial L}{\partial x_j} &= \sum_i g_i(\delta_{ij} - s_j) \\
+       &= g_j - s_j \sum_i g_i.
+       \end{aligned}
 
     Examples:
         >>> x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -337,8 +347,10 @@ def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tenso
 
     .. math::
 
-       m' = \max\big(m, \max_{k \in B} x_k\big), \qquad
-       r' = r\, e^{m - m'} + \sum_{k \in B} e^{x_k - m'} .
+       \begin{aligned}
+       m' &= \max\big(m, \max_{k \in B} x_k\big), \\
+       r' &= r\, e^{m - m'} + \sum_{k \in B} e^{x_k - m'} .
+       \end{aligned}
 
     Start from :math:`m = -\infty`, :math:`r = 0` (shape ``block.shape[:-1] + (1,)``).
     Every exponent is :math:`\le 0`, so nothing overflows (Milakov & Gimelshein, 2018).

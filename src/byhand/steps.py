@@ -6,8 +6,10 @@ For a minibatch :math:`B` of :math:`|B|` rows the network computes logits
 
 .. math::
 
-   L = -\frac{1}{|B|}\sum_{n \in B} \log s_{n y_n}, \qquad
-   \frac{\partial L}{\partial z_{nc}} = \frac{s_{nc} - \delta_{c y_n}}{|B|},
+   \begin{aligned}
+   L &= -\frac{1}{|B|}\sum_{n \in B} \log s_{n y_n}, \\
+   \frac{\partial L}{\partial z_{nc}} &= \frac{s_{nc} - \delta_{c y_n}}{|B|},
+   \end{aligned}
 
 every layer's ``backward`` turns :math:`\partial L/\partial z` into its parameter
 gradients, and plain stochastic gradient descent moves every parameter

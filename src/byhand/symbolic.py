@@ -8,8 +8,10 @@ for results written in terms of probabilities, the names :math:`s_k` (an
 
 .. math::
 
-   Z = \sum_{k=0}^{n-1} e^{x_k}, \qquad s_i = \frac{e^{x_i}}{Z}, \qquad
-   \ell_i = x_i - \log Z, \qquad L = -\ell_y,
+   \begin{aligned}
+   Z &= \sum_{k=0}^{n-1} e^{x_k}, & s_i &= \frac{e^{x_i}}{Z}, \\
+   \ell_i &= x_i - \log Z, & L &= -\ell_y,
+   \end{aligned}
 
 SymPy differentiates an entry with respect to :math:`x_j`. It turns
 :math:`\partial x_k/\partial x_j` into ``KroneckerDelta(j, k)``, and the sum over the
@@ -17,9 +19,11 @@ dummy index :math:`k` collapses (:func:`collapse_sums`), giving
 
 .. math::
 
-   \frac{\partial s_i}{\partial x_j} = s_i(\delta_{ij} - s_j), \qquad
-   \frac{\partial \ell_i}{\partial x_j} = \delta_{ij} - s_j, \qquad
-   \frac{\partial L}{\partial x_j} = s_j - \delta_{jy}.
+   \begin{aligned}
+   \frac{\partial s_i}{\partial x_j} &= s_i(\delta_{ij} - s_j), \\
+   \frac{\partial \ell_i}{\partial x_j} &= \delta_{ij} - s_j, \\
+   \frac{\partial L}{\partial x_j} &= s_j - \delta_{jy}.
+   \end{aligned}
 
 Pass an integer ``n`` to get explicit expressions in :math:`x_0, \dots, x_{n-1}` and
 explicit :class:`~sympy.Matrix` Jacobians instead of the general-:math:`n` entries.

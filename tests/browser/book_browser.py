@@ -59,6 +59,7 @@ def _pages() -> list[str]:
 
 
 CHAPTER_PAGES = [p for p in _pages() if p.startswith("chapters/")]
+REFERENCE_PAGES = [p for p in _pages() if p.startswith("reference/")]
 
 
 @pytest.fixture(scope="module")

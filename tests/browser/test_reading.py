@@ -5,7 +5,8 @@ blocked, and checked for what makes a page read like a textbook rather than a te
 harness: a numbered title, no page wider than the screen, captioned figures with real
 alt text, no stderr block, no bookkeeping code on show, glued numbers in the weight of
 the text, and equations that fit. A desktop and a phone screenshot of every chapter are
-saved to ``_build/screenshots/``. ``make book`` (or ``make book-strict``) must have run.
+saved to ``_build/screenshots/``. Every page of the API reference is opened once, on the
+phone, for its equations. ``make book`` (or ``make book-strict``) must have run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from book_browser import CHAPTER_PAGES, SCREENSHOTS, TYPESET_ALL_JS, Visit, _pages
+from book_browser import CHAPTER_PAGES, REFERENCE_PAGES, SCREENSHOTS, TYPESET_ALL_JS, Visit, _pages
 
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -124,6 +125,29 @@ def survey(browser, server: str) -> Iterator[dict[tuple[str, str], dict]]:
     yield results
 
 
+#: What MathJax typesets in place of TeX it cannot read: an error box, or an undefined
+#: macro's name in red.
+_MATH_ERRORS_JS = """() => document.querySelectorAll(
+  'mjx-merror, mjx-mtext[style*="color: red"]').length"""
+
+
+@pytest.fixture(scope="module")
+def reference_survey(browser, server: str) -> Iterator[dict[str, dict]]:
+    """Open each page of the API reference once, on the phone, in one browser tab."""
+    results: dict[str, dict] = {}
+    visit = Visit(browser, server + REFERENCE_PAGES[0], viewport=PHONE)
+    try:
+        for page in REFERENCE_PAGES:
+            if page != REFERENCE_PAGES[0]:
+                visit.page.goto(server + page, wait_until="load")
+            _wait_for_mathjax(visit.page)
+            results[page] = visit.page.evaluate(_SURVEY_JS)
+            results[page]["mathErrors"] = visit.page.evaluate(_MATH_ERRORS_JS)
+    finally:
+        visit.close()
+    yield results
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
 def test_no_page_is_wider_than_the_screen(survey, page: str, size: str) -> None:
@@ -186,6 +210,19 @@ def test_equations_fit_a_phone_column(survey, page: str) -> None:
     there (``_static/book.css``), and the long ones are split into rows."""
     wide = [e["id"] for e in survey[page, "phone"]["equations"] if e["overflow"] > 1]
     assert wide == [], f"{page}: display equations wider than the column at 390 px: {wide}"
+
+
+@pytest.mark.parametrize("page", REFERENCE_PAGES)
+def test_reference_equations_fit_a_phone_column(reference_survey, page: str) -> None:
+    """The docstrings' display equations too: none scrolls at 390 px (long ones are split
+    into aligned rows in the source), none fails to typeset, and the page is no wider than
+    the phone."""
+    seen = reference_survey[page]
+    wide = [e["id"] for e in seen["equations"] if e["overflow"] > 1 or e["wider"]]
+    assert wide == [], f"{page}: display equations wider than the column at 390 px: {wide}"
+    assert seen["mathErrors"] == 0, f"{page}: {seen['mathErrors']} equations MathJax cannot typeset"
+    assert seen["pageWidth"] <= seen["viewportWidth"], (
+        f"{page} is {seen['pageWidth']} px wide on a {seen['viewportWidth']} px phone")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -256,3 +293,8 @@ def test_one_header_and_one_search_box(browser, server: str, size: str) -> None:
 def test_the_survey_covers_every_chapter() -> None:
     assert set(CHAPTER_PAGES) == {p for p in _pages() if p.startswith("chapters/")}
     assert len(CHAPTER_PAGES) >= 9
+
+
+def test_the_reference_survey_covers_every_reference_page() -> None:
+    assert set(REFERENCE_PAGES) == {p for p in _pages() if p.startswith("reference/")}
+    assert len(REFERENCE_PAGES) >= 20

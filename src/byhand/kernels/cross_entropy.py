@@ -1,14 +1,16 @@
 r"""Cross-entropy forward and backward in one Triton kernel, as a drop-in for ``F.cross_entropy``.
 
 Notation (the book's): samples :math:`n`, classes :math:`i, j, k`; logits :math:`x_{nj}`;
-class-index targets :math:`y_n`; :math:`\mu_n = [y_n \ne \text{ignore\_index}]`; class
-weights :math:`w_j` (all 1 without ``weight``); label smoothing :math:`\varepsilon` over
-:math:`C` classes; the effective target
+class-index targets :math:`y_n`; the ignore mask :math:`\mu_n` (0 where :math:`y_n` is
+``ignore_index``, else 1); class weights :math:`w_j` (all 1 without ``weight``); label
+smoothing :math:`\varepsilon` over :math:`C` classes; the effective target
 
 .. math::
 
-   \tilde t_{nj} = \mu_n\Big[(1-\varepsilon)\, w_{y_n} \delta_{j y_n} + \frac{\varepsilon}{C} w_j\Big],
-   \qquad T_n = \sum_k \tilde t_{nk};
+   \begin{aligned}
+   \tilde t_{nj} &= \mu_n\Big[(1-\varepsilon)\, w_{y_n} \delta_{j y_n} + \frac{\varepsilon}{C} w_j\Big], \\
+   T_n &= \sum_k \tilde t_{nk};
+   \end{aligned}
 
 the denominator :math:`D = \sum_n \mu_n w_{y_n}` for ``mean`` (1 for ``sum`` and ``none``);
 and :math:`G` the upstream gradient. The loss of a row is

@@ -9,8 +9,10 @@ running maximum and the running sum of exponentials shifted by it,
 
 .. math::
 
-   m' = \max\big(m, \max_{k \in B} x_{nk}\big), \qquad
-   r' = r\, e^{m - m'} + \sum_{k \in B} e^{x_{nk} - m'},
+   \begin{aligned}
+   m' &= \max\big(m, \max_{k \in B} x_{nk}\big), \\
+   r' &= r\, e^{m - m'} + \sum_{k \in B} e^{x_{nk} - m'},
+   \end{aligned}
 
 from :math:`m = -\infty`, :math:`r = 0`, and ends with
 :math:`\operatorname{lse}_n = m + \log r`. It also reads the target logit
@@ -21,8 +23,11 @@ Sweep 2 writes, over the same block of the same row, the gradient of the loss at
 
 .. math::
 
-   \frac{\partial L}{\partial x_{nj}} = \frac{s_{nj} T_n - \tilde t_{nj}}{D}, \qquad
-   s_{nj} = e^{x_{nj} - \operatorname{lse}_n}, \qquad T_n = \sum_k \tilde t_{nk},
+   \begin{aligned}
+   \frac{\partial L}{\partial x_{nj}} &= \frac{s_{nj} T_n - \tilde t_{nj}}{D}, \\
+   s_{nj} &= e^{x_{nj} - \operatorname{lse}_n}, \\
+   T_n &= \sum_k \tilde t_{nk},
+   \end{aligned}
 
 with the effective target
 :math:`\tilde t_{nj} = \mu_n\big[(1-\varepsilon)\, w_{y_n} \delta_{j y_n} + \tfrac{\varepsilon}{C} w_j\big]`
@@ -32,8 +37,10 @@ the label smoothing) and :math:`D` the mean's denominator :math:`\sum_n \mu_n w_
 
 .. math::
 
-   L_n = \mu_n\Big[(1-\varepsilon)\, w_{y_n} (\operatorname{lse}_n - x_{n y_n})
-         + \frac{\varepsilon}{C} \sum_j w_j (\operatorname{lse}_n - x_{nj})\Big].
+   \begin{aligned}
+   L_n &= \mu_n\Big[(1-\varepsilon)\, w_{y_n} (\operatorname{lse}_n - x_{n y_n}) \\
+       &\qquad + \frac{\varepsilon}{C} \sum_j w_j (\operatorname{lse}_n - x_{nj})\Big].
+   \end{aligned}
 
 Both formulas are evaluated with :math:`\operatorname{lse}_n - x_{nj} = \log r - (x_{nj} - m)`,
 so that a huge :math:`m` (say :math:`10^{30}`) cannot round :math:`\log r` away.
