@@ -204,6 +204,42 @@ def test_linear_backward_uses_the_latest_forward() -> None:
     assert torch.equal(layer.weight_grad, torch.tensor([[3.0, -1.0], [0.0, 0.0]]))
 
 
+def test_linear_writes_the_next_gradients_into_the_previous_ones() -> None:
+    """As ``.grad`` after ``zero_grad(set_to_none=False)``: the same tensors, new values."""
+    gen = torch.Generator().manual_seed(0)
+    layer = Linear(3, 2, generator=gen)
+    first = [torch.randn(4, 3, generator=gen) for _ in range(2)]
+    deltas = [torch.randn(4, 2, generator=gen) for _ in range(2)]
+    layer.forward(first[0])
+    layer.backward(deltas[0])
+    dw, db = layer.weight_grad, layer.bias_grad
+    kept = dw.clone()
+    layer.forward(first[1])
+    layer.backward(deltas[1])
+    assert layer.weight_grad is dw and layer.bias_grad is db
+    assert torch.equal(dw, deltas[1].T @ first[1]) and torch.equal(db, deltas[1].sum(0))
+    assert torch.equal(kept, deltas[0].T @ first[0])  # a clone keeps a step's gradient
+
+
+def test_linear_makes_new_gradients_where_the_old_cannot_take_them() -> None:
+    """A new dtype, or an autograd graph to record (double backward), gets new tensors."""
+    layer = Linear(3, 2, generator=torch.Generator().manual_seed(0))
+    layer.forward(torch.ones(4, 3))
+    layer.backward(torch.ones(4, 2))
+    old = layer.weight_grad
+    layer.weight, layer.bias = layer.weight.double(), torch.zeros(2, dtype=torch.float64)
+    layer.forward(torch.ones(4, 3, dtype=torch.float64))
+    layer.backward(torch.ones(4, 2, dtype=torch.float64))
+    assert layer.weight_grad is not old and layer.weight_grad.dtype == torch.float64
+    old = layer.weight_grad
+    delta = torch.ones(4, 2, dtype=torch.float64, requires_grad=True)
+    layer.forward(torch.ones(4, 3, dtype=torch.float64))
+    layer.backward(delta)
+    assert layer.weight_grad is not old and layer.weight_grad.requires_grad
+    (grad_delta,) = torch.autograd.grad(layer.weight_grad.sum(), delta)
+    assert torch.equal(grad_delta, torch.full((4, 2), 3.0, dtype=torch.float64))
+
+
 def test_linear_backward_with_leading_dimensions() -> None:
     ours, ref = _pair(3, 2, True, torch.float64, 0)
     x = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)

@@ -142,17 +142,30 @@ class Linear(Layer):
 
         For a first layer, whose input (the data) needs no gradient, this skips the
         largest matrix product of the backward pass, as autograd does.
+
+        The new gradients are written into the tensors of the previous backward when they
+        fit (same shape, dtype and device, and no autograd graph to record), as PyTorch
+        writes into ``.grad`` after ``zero_grad(set_to_none=False)``: a training step then
+        asks the allocator for no weight-sized memory. Keep a step's gradient with
+        ``.clone()``.
         """
         if self._input is None:
             raise RuntimeError("Linear.backward: call forward first")
         # Leading dimensions (..., in) are all "samples": flatten them into n.
         delta = grad_output.reshape(-1, grad_output.shape[-1])
-        # The previous step's gradients go first, as zero_grad(set_to_none=True) drops them:
-        # the new ones can then reuse their memory instead of asking the system for more.
-        self.weight_grad = self.bias_grad = None
-        self.weight_grad = delta.T @ self._input.reshape(-1, self._input.shape[-1])
+        a = self._input.reshape(-1, self._input.shape[-1])
+        reuse = not (torch.is_grad_enabled() and (delta.requires_grad or a.requires_grad))
+        dw = self.weight_grad
+        if reuse and _fits(dw, (delta.shape[1], a.shape[1]), delta):
+            torch.mm(delta.T, a, out=dw)
+        else:
+            self.weight_grad = delta.T @ a
         if self.bias is not None:
-            self.bias_grad = delta.sum(0)
+            db = self.bias_grad
+            if reuse and _fits(db, (delta.shape[1],), delta):
+                torch.sum(delta, 0, out=db)
+            else:
+                self.bias_grad = delta.sum(0)
 
     def parameters(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         yield self.weight, self.weight_grad
@@ -162,6 +175,12 @@ class Linear(Layer):
     def __repr__(self) -> str:
         out_f, in_f = self.weight.shape
         return f"Linear(in_features={in_f}, out_features={out_f}, bias={self.bias is not None})"
+
+
+def _fits(old: Tensor | None, shape: tuple[int, ...], like: Tensor) -> bool:
+    """Whether ``old`` can take a new gradient of ``shape`` computed from ``like``."""
+    return (old is not None and old.shape == shape and old.dtype == like.dtype
+            and old.device == like.device)
 
 
 class ReLU(Layer):
