@@ -16,7 +16,7 @@ of :math:`G_{nj} = \partial L/\partial x_{nj}`, which are multiplied into
 
 and dropped. With ``vocab`` the classes go in blocks too: the log-sum-exp of a row is
 then accumulated with the online rule of :func:`byhand.softmax.logsumexp_update`, and each
-block of logits is formed twice (once for :math:`\operatorname{lse}_n`, once for :math:`G`).
+block of logits is formed twice (once for :math:`\mathrm{lse}_n`, once for :math:`G`).
 
 Precision. The matmuls run in the input's dtype (bfloat16 or float16 as a language
 model trains); the logits of a chunk are then taken to float32 (the *working* dtype),
@@ -244,7 +244,7 @@ def chunk_gradient(p: Sweep, x: Tensor | None, parts: tuple[Tensor, Tensor, Tens
     r""":math:`G_{nj}` of a chunk from its capped logits ``x`` and :func:`softmax_parts`.
 
     :math:`G_{nj} = \big[g_n(s_{nj}\sum_k\tilde t_{nk} - \tilde t_{nj})
-    + 2\zeta g_n\mu_n\operatorname{lse}_n s_{nj}\big]\,(1 - (x_{nj}/c)^2)`: the
+    + 2\zeta g_n\mu_n\mathrm{lse}_n s_{nj}\big]\,(1 - (x_{nj}/c)^2)`: the
     core's gradient from the softmax, the z-loss's, the soft cap's chain factor (each
     only when its option is set; ``x`` is needed only with a soft cap). ``in_place``
     reuses the exponentials' buffer.
@@ -361,10 +361,10 @@ def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor,
     r"""Losses (and gradients) of a chunk of rows, the classes in blocks (online log-sum-exp).
 
     With :math:`T_n = \sum_k \tilde t_{nk}`, the loss is :math:`L_n = T_n
-    \operatorname{lse}_n - \sum_k \tilde t_{nk} x_{nk}` (plus the z-loss
-    :math:`\zeta\mu_n\operatorname{lse}_n^2`) and the logits' gradient
-    :math:`G_{nj} = g_n\big(s_{nj}(T_n + 2\zeta\mu_n\operatorname{lse}_n) - \tilde t_{nj}\big)`:
-    one pass over the blocks for :math:`\operatorname{lse}_n`, :math:`T_n` and
+    \mathrm{lse}_n - \sum_k \tilde t_{nk} x_{nk}` (plus the z-loss
+    :math:`\zeta\mu_n\mathrm{lse}_n^2`) and the logits' gradient
+    :math:`G_{nj} = g_n\big(s_{nj}(T_n + 2\zeta\mu_n\mathrm{lse}_n) - \tilde t_{nj}\big)`:
+    one pass over the blocks for :math:`\mathrm{lse}_n`, :math:`T_n` and
     :math:`\sum_k \tilde t_{nk}(x_{nk} - \hat m_n)` (:math:`\hat m_n`, the first block's
     maximum where finite, keeps the subtraction at the scale of the loss), a second pass
     for :math:`G`. A product :math:`\tilde t_{nk} x_{nk}` with :math:`\tilde t_{nk} = 0`

@@ -90,7 +90,7 @@ class CrossEntropyOptions:
     * ``softcap`` :math:`c`: the logits are capped to :math:`c\tanh(x_{nj}/c)` before
       the softmax (Gemma 2); None leaves them alone.
     * ``lse_square_scale`` :math:`\zeta`: the z-loss :math:`\zeta\,\mu_n
-      \operatorname{lse}_n^2` is added to each :math:`L_n` (PaLM); 0 adds nothing.
+      \mathrm{lse}_n^2` is added to each :math:`L_n` (PaLM); 0 adds nothing.
     * ``denominator`` :math:`D`: what ``mean`` divides by instead of the local
       :math:`\sum_n \mu_n w_{y_n}` (a tensor or a number), so that per-rank means add
       up to the global one; None divides by the local count.
@@ -417,9 +417,9 @@ def soft_cap_backward(grad: Tensor, capped: Tensor, cap: float | None) -> Tensor
 
 
 def z_loss(lse: Tensor, mask: Tensor, scale: float) -> Tensor:
-    r"""The z-loss of each position, :math:`\zeta\,\mu_n \operatorname{lse}_n^2`.
+    r"""The z-loss of each position, :math:`\zeta\,\mu_n \mathrm{lse}_n^2`.
 
-    It pulls :math:`\operatorname{lse}_n = \log\sum_k e^{x_{nk}}` towards 0, so the
+    It pulls :math:`\mathrm{lse}_n = \log\sum_k e^{x_{nk}}` towards 0, so the
     logits stay where half precision is accurate. An ignored position adds 0.
 
     Examples:
@@ -430,8 +430,8 @@ def z_loss(lse: Tensor, mask: Tensor, scale: float) -> Tensor:
 
 
 def z_loss_gradient(s: Tensor, g: Tensor, mask: Tensor, lse: Tensor, scale: float) -> Tensor:
-    r""":math:`\partial(\zeta\mu_n\operatorname{lse}_n^2)/\partial x_{nj}\cdot g_n =
-    2\zeta\, g_n \mu_n \operatorname{lse}_n\, s_{nj}` (a new tensor).
+    r""":math:`\partial(\zeta\mu_n\mathrm{lse}_n^2)/\partial x_{nj}\cdot g_n =
+    2\zeta\, g_n \mu_n \mathrm{lse}_n\, s_{nj}` (a new tensor).
 
     Examples:
         >>> s = torch.tensor([[0.25, 0.75]])

@@ -461,7 +461,7 @@ def linear_cross_entropy(
 
     Beyond PyTorch (see :class:`byhand.cross_entropy_core.CrossEntropyOptions`):
     ``softcap`` :math:`c` caps the logits to :math:`c\tanh(x/c)`; ``lse_square_scale``
-    :math:`\zeta` adds the z-loss :math:`\zeta\mu_n\operatorname{lse}_n^2` (with
+    :math:`\zeta` adds the z-loss :math:`\zeta\mu_n\mathrm{lse}_n^2` (with
     ``return_z_loss`` the reduced z-loss, detached, comes back too); ``denominator``
     :math:`D` is what ``mean`` divides by instead of the local count.
 

@@ -11,9 +11,9 @@ index held fixed:
 
    \begin{aligned}
    m &= \max_k x_k, \\
-   \operatorname{lse}(x) &= m + \log \sum_k e^{x_k - m}, \\
-   s_i &= e^{x_i - \operatorname{lse}(x)}, \\
-   \ell_i &= x_i - \operatorname{lse}(x).
+   \mathrm{lse}(x) &= m + \log \sum_k e^{x_k - m}, \\
+   s_i &= e^{x_i - \mathrm{lse}(x)}, \\
+   \ell_i &= x_i - \mathrm{lse}(x).
    \end{aligned}
 
 The max shift :math:`m` changes nothing mathematically (softmax is invariant to a
@@ -121,7 +121,7 @@ def _reduced_dims(fn: str, dim: Dims, ndim: int) -> tuple[int, ...]:
 
 
 def _logsumexp_keepdim(x: Tensor, dims: tuple[int, ...]) -> Tensor:
-    r""":math:`\operatorname{lse}` over ``dims`` with the reduced dimensions kept (size 1).
+    r""":math:`\mathrm{lse}` over ``dims`` with the reduced dimensions kept (size 1).
 
     The shift :math:`m` is replaced by 0 where it is infinite, so a row of ``-inf``
     gives ``-inf`` and a row holding ``+inf`` gives ``+inf``, as in PyTorch.
@@ -134,7 +134,7 @@ def _logsumexp_keepdim(x: Tensor, dims: tuple[int, ...]) -> Tensor:
 
 
 def logsumexp(input: Tensor, dim: Dims = -1, keepdim: bool = False) -> Tensor:
-    r"""Stable :math:`\operatorname{lse}(x) = m + \log \sum_k e^{x_k - m}`, :math:`m = \max_k x_k`.
+    r"""Stable :math:`\mathrm{lse}(x) = m + \log \sum_k e^{x_k - m}`, :math:`m = \max_k x_k`.
 
     ``dim`` is one dimension or a tuple of them (the sum then runs over all of them).
     A row whose maximum is infinite is returned as that maximum (``+inf``) or as
@@ -163,7 +163,7 @@ def _complex_logsumexp(x: Tensor, dims: tuple[int, ...], keepdim: bool) -> Tenso
 
     As PyTorch computes it: the shift (0 where infinite) bounds the moduli
     :math:`|e^{z_k - m}| \le 1`; it is a constant for the derivative, which is
-    :math:`e^{z_j - \operatorname{lse}(z)}`.
+    :math:`e^{z_j - \mathrm{lse}(z)}`.
     """
     if x.numel() == 0:
         out = x.exp().sum(dim=dims, keepdim=True).log()
@@ -177,10 +177,10 @@ def _complex_logsumexp(x: Tensor, dims: tuple[int, ...], keepdim: bool) -> Tenso
 def logsumexp_backward(
     grad_output: Tensor, input: Tensor, dim: Dims = -1, keepdim: bool = False
 ) -> Tensor:
-    r""":math:`\partial\,\operatorname{lse}/\partial x_j = s_j = e^{x_j - \operatorname{lse}(x)}`.
+    r""":math:`\partial\,\mathrm{lse}/\partial x_j = s_j = e^{x_j - \mathrm{lse}(x)}`.
 
-    The input gradient is :math:`g\, e^{x_j - \operatorname{lse}(x)}`, written with
-    :math:`\operatorname{lse}` rather than the softmax so that an entry ``+inf`` gets
+    The input gradient is :math:`g\, e^{x_j - \mathrm{lse}(x)}`, written with
+    :math:`\mathrm{lse}` rather than the softmax so that an entry ``+inf`` gets
     ``nan`` and the finite entries of its row get 0, exactly PyTorch's formula.
 
     Examples:
@@ -262,13 +262,13 @@ def softmax_backward(grad_output: Tensor, input: Tensor, dim: int = -1) -> Tenso
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3,
                 dtype: torch.dtype | None = None) -> Tensor:
-    r""":math:`\ell_i = x_i - \operatorname{lse}(x) = (x_i - m) - \log\sum_k e^{x_k - m}` along ``dim``.
+    r""":math:`\ell_i = x_i - \mathrm{lse}(x) = (x_i - m) - \log\sum_k e^{x_k - m}` along ``dim``.
 
     The arguments are :func:`torch.nn.functional.log_softmax`'s (see :func:`softmax`).
 
     The subtraction of :math:`m` comes first: :math:`x_i - m` is exact for the
-    largest entries, whereas :math:`x_i - \operatorname{lse}(x)` would round
-    :math:`\operatorname{lse}(x)` at the scale of :math:`|x|` before subtracting.
+    largest entries, whereas :math:`x_i - \mathrm{lse}(x)` would round
+    :math:`\mathrm{lse}(x)` at the scale of :math:`|x|` before subtracting.
     A row holding ``+inf`` (or only ``-inf``) is ``nan`` throughout, as in PyTorch.
 
     Examples:
@@ -341,7 +341,7 @@ def softmax_jacobian(input: Tensor) -> Tensor:
 def logsumexp_update(m: Tensor, r: Tensor, block: Tensor) -> tuple[Tensor, Tensor]:
     r"""Fold one block of a row into a running log-sum-exp, kept as :math:`(m, r)`.
 
-    The state means :math:`\operatorname{lse} = m + \log r` for the entries seen so
+    The state means :math:`\mathrm{lse} = m + \log r` for the entries seen so
     far, with :math:`m` their maximum and :math:`r = \sum_k e^{x_k - m}`. For a new
     block :math:`B` along the last dimension,
 

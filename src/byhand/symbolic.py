@@ -110,7 +110,7 @@ def softmax_expression(index: sp.Expr | int | None = None, n: int | None = None)
 
 
 def logsumexp_expression(n: int | None = None) -> sp.Expr:
-    r""":math:`\operatorname{lse}(x) = \log Z = \log \sum_k e^{x_k}`.
+    r""":math:`\mathrm{lse}(x) = \log Z = \log \sum_k e^{x_k}`.
 
     Examples:
         >>> logsumexp_expression(2)
@@ -281,7 +281,7 @@ def log_softmax_jacobian_entry(softmax_names: bool = False) -> sp.Expr:
 
 
 def logsumexp_gradient_entry(softmax_names: bool = False) -> sp.Expr:
-    r""":math:`\partial \operatorname{lse}(x)/\partial x_j = s_j` for general :math:`n`.
+    r""":math:`\partial \mathrm{lse}(x)/\partial x_j = s_j` for general :math:`n`.
 
     Examples:
         >>> logsumexp_gradient_entry(softmax_names=True)

@@ -159,7 +159,7 @@ def plot_ce_graph() -> Figure:
     r"""The computational graph of the mean cross-entropy, one atomic operation per node.
 
     Read downwards, it is the forward :math:`x \to m \to u \to e \to \tilde Z \to
-    \widetilde{\operatorname{lse}} \to \ell \to L_n \to L` (boxes; :math:`u` feeds both
+    \widetilde{\mathrm{lse}} \to \ell \to L_n \to L` (boxes; :math:`u` feeds both
     :math:`e` and :math:`\ell`). Each
     arrow carries its local derivative :math:`\partial(\text{child})/\partial(\text{parent})`
     in blue (:math:`j^*_n` is the position of the row maximum); the red text right of

@@ -14,7 +14,7 @@ smoothing :math:`\varepsilon` over :math:`C` classes; the effective target
 
 the denominator :math:`D = \sum_n \mu_n w_{y_n}` for ``mean`` (1 for ``sum`` and ``none``);
 and :math:`G` the upstream gradient. The loss of a row is
-:math:`L_n = \sum_k \tilde t_{nk} (\operatorname{lse}_n - x_{nk})`, and the kernel writes
+:math:`L_n = \sum_k \tilde t_{nk} (\mathrm{lse}_n - x_{nk})`, and the kernel writes
 
 .. math::
 

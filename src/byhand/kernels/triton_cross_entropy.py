@@ -15,7 +15,7 @@ running maximum and the running sum of exponentials shifted by it,
    \end{aligned}
 
 from :math:`m = -\infty`, :math:`r = 0`, and ends with
-:math:`\operatorname{lse}_n = m + \log r`. It also reads the target logit
+:math:`\mathrm{lse}_n = m + \log r`. It also reads the target logit
 :math:`x_{n y_n}`, before anything is written.
 
 Sweep 2 writes, over the same block of the same row, the gradient of the loss at
@@ -25,7 +25,7 @@ Sweep 2 writes, over the same block of the same row, the gradient of the loss at
 
    \begin{aligned}
    \frac{\partial L}{\partial x_{nj}} &= \frac{s_{nj} T_n - \tilde t_{nj}}{D}, \\
-   s_{nj} &= e^{x_{nj} - \operatorname{lse}_n}, \\
+   s_{nj} &= e^{x_{nj} - \mathrm{lse}_n}, \\
    T_n &= \sum_k \tilde t_{nk},
    \end{aligned}
 
@@ -38,11 +38,11 @@ the label smoothing) and :math:`D` the mean's denominator :math:`\sum_n \mu_n w_
 .. math::
 
    \begin{aligned}
-   L_n &= \mu_n\Big[(1-\varepsilon)\, w_{y_n} (\operatorname{lse}_n - x_{n y_n}) \\
-       &\qquad + \frac{\varepsilon}{C} \sum_j w_j (\operatorname{lse}_n - x_{nj})\Big].
+   L_n &= \mu_n\Big[(1-\varepsilon)\, w_{y_n} (\mathrm{lse}_n - x_{n y_n}) \\
+       &\qquad + \frac{\varepsilon}{C} \sum_j w_j (\mathrm{lse}_n - x_{nj})\Big].
    \end{aligned}
 
-Both formulas are evaluated with :math:`\operatorname{lse}_n - x_{nj} = \log r - (x_{nj} - m)`,
+Both formulas are evaluated with :math:`\mathrm{lse}_n - x_{nj} = \log r - (x_{nj} - m)`,
 so that a huge :math:`m` (say :math:`10^{30}`) cannot round :math:`\log r` away.
 
 Each element is read before it is written, by the only program that touches its row, so
