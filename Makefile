@@ -73,7 +73,7 @@ pdf: venv
 
 # The browser tests read the PDF edition too (tests/browser/test_pdf_edition.py).
 browser: venv pdf
-	$(BIN)/python -m pytest tests/browser
+	$(BIN)/python -m pytest tests/browser --durations=8
 
 wheel: venv
 	$(BIN)/python -m pytest tests/packaging
