@@ -10,76 +10,90 @@ from urllib.parse import urljoin
 import pytest
 from book_browser import CHAPTER_PAGES, SCREENSHOTS, TYPESET_ALL_JS, Visit, _pages
 
+MATHS_PAGES = [*CHAPTER_PAGES, "notation.html"]
 
-@pytest.mark.parametrize("page", _pages())
-def test_page_loads_offline_without_console_errors(browser, server: str, page: str) -> None:
+
+def _look(browser, server: str, page: str, statuses: dict[str, int]) -> dict:
+    """One visit of ``page``: what the tests below check, read in one load. ``statuses``
+    holds the HTTP status of every local link fetched so far, each fetched once."""
     visit = Visit(browser, server + page)
     try:
-        visit.page.wait_for_timeout(300)
-        assert visit.errors == [], visit.errors
-        assert visit.blocked == [], f"the page asked the network for {visit.blocked}"
-        assert visit.page.locator("h1").count() >= 1
-    finally:
-        visit.close()
-
-
-@pytest.mark.parametrize("page", [*CHAPTER_PAGES, "notation.html"])
-def test_equations_are_rendered_by_local_mathjax(browser, server: str, page: str) -> None:
-    visit = Visit(browser, server + page)
-    try:
-        visit.page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
-        visit.page.evaluate(TYPESET_ALL_JS)
-        rendered = visit.page.locator("mjx-container").count()
-        assert rendered > 0
-        assert visit.page.locator("mjx-merror").count() == 0
-        sources = visit.page.eval_on_selector_all(
-            "script[src*='mathjax']", "els => els.map(e => e.src)")
-        assert sources and all(s.startswith(server) for s in sources), sources
-    finally:
-        visit.close()
-
-
-@pytest.mark.parametrize("page", CHAPTER_PAGES)
-def test_launch_links_point_at_the_chapter_notebook(browser, server: str, page: str) -> None:
-    notebook = page.removesuffix(".html") + ".ipynb"
-    visit = Visit(browser, server + page)
-    try:
-        hrefs = visit.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
-        colab = [h for h in hrefs if "colab.research.google.com" in h]
-        binder = [h for h in hrefs if "mybinder.org" in h]
-        assert colab and all(h.endswith(f"/blob/main/{notebook}") for h in colab), colab
-        assert binder and all("/main?" in h and notebook in h for h in binder), binder
-        downloads = [h for h in hrefs if h.endswith(".ipynb") and "_sources" in h]
-        assert downloads, "the download button offers the .ipynb"
-    finally:
-        visit.close()
-
-
-@pytest.mark.parametrize("page", _pages())
-def test_internal_links_resolve(browser, server: str, page: str) -> None:
-    visit = Visit(browser, server + page)
-    try:
-        hrefs = visit.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        p = visit.page
+        p.wait_for_timeout(300)
+        seen = {"errors": list(visit.errors), "blocked": list(visit.blocked),
+                "h1": p.locator("h1").count(),
+                "hrefs": p.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")}
+        if page in CHAPTER_PAGES:
+            seen["images"] = p.eval_on_selector_all(
+                "main img", "els => els.map(e => [e.src, e.complete && e.naturalWidth])")
+        if page in MATHS_PAGES:
+            p.wait_for_selector("mjx-container", state="attached", timeout=20_000)
+            p.evaluate(TYPESET_ALL_JS)
+            seen["maths"] = p.locator("mjx-container").count()
+            seen["maths_errors"] = p.locator("mjx-merror").count()
+            seen["mathjax_sources"] = p.eval_on_selector_all(
+                "script[src*='mathjax']", "els => els.map(e => e.src)")
         # The PDF edition is built by `make pdf`; test_every_reader checks its link.
-        local = {h.split("#")[0] for h in hrefs if h.startswith(server) and not h.endswith(".pdf")}
-        for href in sorted(local):
-            response = visit.page.request.get(href)
-            assert response.ok, f"{page} links to {href}: HTTP {response.status}"
+        local = {h.split("#")[0] for h in seen["hrefs"]
+                 if h.startswith(server) and not h.endswith(".pdf")}
+        for href in sorted(local - statuses.keys()):
+            statuses[href] = p.request.get(href).status
+        seen["local_links"] = {href: statuses[href] for href in local}
+        return seen
     finally:
         visit.close()
+
+
+@pytest.fixture(scope="module")
+def looked(browser, server: str) -> dict[str, dict]:
+    """Every page of the table of contents, visited once (a page load is most of a test's
+    time, and five checks read the same page)."""
+    statuses: dict[str, int] = {}
+    return {page: _look(browser, server, page, statuses) for page in _pages()}
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_page_loads_offline_without_console_errors(looked, page: str) -> None:
+    seen = looked[page]
+    assert seen["errors"] == [], seen["errors"]
+    assert seen["blocked"] == [], f"the page asked the network for {seen['blocked']}"
+    assert seen["h1"] >= 1
+
+
+@pytest.mark.parametrize("page", MATHS_PAGES)
+def test_equations_are_rendered_by_local_mathjax(looked, server: str, page: str) -> None:
+    seen = looked[page]
+    assert seen["maths"] > 0
+    assert seen["maths_errors"] == 0
+    sources = seen["mathjax_sources"]
+    assert sources and all(s.startswith(server) for s in sources), sources
 
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
-def test_figures_are_present_and_decoded(browser, server: str, page: str) -> None:
-    visit = Visit(browser, server + page)
-    try:
-        sizes = visit.page.eval_on_selector_all(
-            "main img", "els => els.map(e => [e.src, e.complete && e.naturalWidth])")
-        figures = [s for s in sizes if "_images" in s[0] or s[0].startswith("data:image")]
-        assert figures, "a chapter has at least one figure"
-        assert all(width for _, width in figures), [s for s in figures if not s[1]]
-    finally:
-        visit.close()
+def test_launch_links_point_at_the_chapter_notebook(looked, page: str) -> None:
+    notebook = page.removesuffix(".html") + ".ipynb"
+    hrefs = looked[page]["hrefs"]
+    colab = [h for h in hrefs if "colab.research.google.com" in h]
+    binder = [h for h in hrefs if "mybinder.org" in h]
+    assert colab and all(h.endswith(f"/blob/main/{notebook}") for h in colab), colab
+    assert binder and all("/main?" in h and notebook in h for h in binder), binder
+    downloads = [h for h in hrefs if h.endswith(".ipynb") and "_sources" in h]
+    assert downloads, "the download button offers the .ipynb"
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_internal_links_resolve(looked, page: str) -> None:
+    broken = {href: status for href, status in looked[page]["local_links"].items()
+              if not 200 <= status < 300}
+    assert not broken, f"{page} links to pages that do not load: {broken}"
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_figures_are_present_and_decoded(looked, page: str) -> None:
+    sizes = looked[page]["images"]
+    figures = [s for s in sizes if "_images" in s[0] or s[0].startswith("data:image")]
+    assert figures, "a chapter has at least one figure"
+    assert all(width for _, width in figures), [s for s in figures if not s[1]]
 
 
 def test_markdown_pages_offer_their_md_source(browser, server: str) -> None:
