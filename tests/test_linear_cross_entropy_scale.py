@@ -144,14 +144,18 @@ EVALUATION_OPTIONS = {
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("chunk_size", [None, 4])
 @pytest.mark.parametrize("option", list(EVALUATION_OPTIONS))
-def test_evaluation_gives_the_training_loss(dtype, reduction, chunk_size, option) -> None:
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "every_kept"])
+def test_evaluation_gives_the_training_loss(dtype, reduction, chunk_size, option,
+                                            ignored) -> None:
     """The loss-only sweep (more rows at once, exponentials in place, a float32 buffer in
-    half precision) against the forward that also forms the gradients: every option, a
-    masked vocabulary, ignored rows, chunks that do not divide N."""
+    half precision, no mask when no row is ignored) against the forward that also forms
+    the gradients: every option, a masked vocabulary, ignored rows or none, chunks that
+    do not divide N."""
     a, w, b, y = _problem(n=37, h=5, v=11, dtype=dtype)
     b[9:] = -math.inf
     y = y % 9
-    y[[2, 30]] = -100 if option != "ignore_index" else 3
+    if ignored:
+        y[[2, 30]] = -100 if option != "ignore_index" else 3
     kw = dict(EVALUATION_OPTIONS[option], linear_bias=b, reduction=reduction,
               chunk_size=chunk_size)
     if kw.get("weight"):

@@ -94,11 +94,14 @@ class SweepResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Sweep:
-    """A batched problem, ``a`` ``(N, H)``, ``w`` ``(V, H)``, ``b`` ``(V,)``, ready to sweep.
+    r"""A batched problem, ``a`` ``(N, H)``, ``w`` ``(V, H)``, ``b`` ``(V,)``, ready to sweep.
 
     ``rows`` and ``vocab`` are the chunk and block sizes (None: :func:`default_chunk_size`
     rows, the whole vocabulary); ``loss_dtype`` is the dtype of the per-row losses (the
     working one, promoted with the target's and weight's for probabilities).
+    ``every_kept`` says that the target holds class indices that were read in validation
+    and none is ``ignore_index`` (:func:`byhand.cross_entropy_checks.validate_call`):
+    then the mask :math:`\mu_n` is all ones and need not be formed.
 
     Examples:
         >>> p = Sweep(torch.eye(2), torch.eye(3, 2), None, torch.tensor([0, 1]),
@@ -114,11 +117,17 @@ class Sweep:
     options: CrossEntropyOptions
     rows: int | None
     vocab: int | None
+    every_kept: bool = False
 
     @property
     def work(self) -> torch.dtype:
         """The working dtype: float32 for half inputs, else the input's."""
         return opmath_dtype(self.a.dtype)
+
+    @property
+    def plain_count(self) -> bool:
+        """Whether ``mean`` divides by the number of rows: every row kept, no class weights."""
+        return self.every_kept and self.options.weight is None
 
     @property
     def loss_dtype(self) -> torch.dtype:
@@ -290,11 +299,12 @@ def _whole(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor, 
 
 class _Labels(NamedTuple):
     r"""Class-index targets read once for the whole batch: ``y`` ``(N, 1)`` (an ignored
-    one set to 0), the mask :math:`\mu_n` (``keep``) and :math:`\mu_n w_{y_n}` (``wy``)."""
+    one set to 0), the mask :math:`\mu_n` (``keep``) and :math:`\mu_n w_{y_n}` (``wy``);
+    ``keep`` and ``wy`` are None when every :math:`\mu_n w_{y_n}` is 1 (``Sweep.plain_count``)."""
 
     y: Tensor
-    keep: Tensor
-    wy: Tensor
+    keep: Tensor | None
+    wy: Tensor | None
 
 
 def _labels(p: Sweep) -> _Labels | None:
@@ -303,6 +313,8 @@ def _labels(p: Sweep) -> _Labels | None:
     o = p.options
     if p.t.is_floating_point() or o.label_smoothing > 0 or p.w.shape[0] == 0:
         return None
+    if p.plain_count:
+        return _Labels(p.t.long().unsqueeze(1), None, None)
     y, keep = target_indices(p.t, o.ignore_index)
     return _Labels(y.unsqueeze(1), keep, target_weight(y, keep, o.weight, p.work))
 
@@ -312,11 +324,12 @@ def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | N
 
     The numbers of :func:`_whole`,
     :math:`L_n = \mu_n w_{y_n}\big(\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)\big)`
-    with :math:`m_n = \max_k x_{nk}`, for less work: the targets are read once, and the
-    float32 logits become their exponentials in place. The product runs over as many rows
+    with :math:`m_n = \max_k x_{nk}`, for less work: the targets are read once (and the
+    mask is not formed when no row is ignored), and the float32 logits become their
+    exponentials in place. The product runs over as many rows
     at a time as fill the bytes of ``rows`` rows of float32 logits: ``rows`` in float32,
     twice as many in half precision, whose product is then taken to float32 a quarter of
-    ``rows`` at a time, into one buffer. A large matmul is cheaper per row than a small
+    ``rows`` (at least 16 rows) at a time, into one buffer. A large matmul is cheaper per row than a small
     one, and small float32 pieces stay in the processor's cache between the passes.
     """
     o = p.options
@@ -324,37 +337,45 @@ def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | N
     block = rows * (p.work.itemsize // p.a.dtype.itemsize)
     buffer = None
     if block != rows:
-        piece = max(1, min(rows, p.a.shape[0]) // 4)
+        piece = max(_MIN_PIECE, min(rows, p.a.shape[0]) // 4)
         buffer = p.a.new_empty((piece, w_t.shape[1]), dtype=p.work)
     shifts, sums, picked = [], [], []
     for span in spans(p.a.shape[0], block):
-        a, y = _take(p.a, span), _take(labels.y, span)
+        a = _take(p.a, span)
         product = a @ w_t if p.b is None else torch.addmm(p.b, a, w_t)
-        for part in spans(len(product), len(product) if buffer is None else len(buffer)):
-            x = _take(product, part)
+        picked.append(product.gather(1, _take(labels.y, span)))
+        for x in (product,) if buffer is None else torch.split(product, buffer.shape[0]):
             x = soft_cap(x if buffer is None else _fill(buffer, x), o.softcap)
             shift = x.amax(1, keepdim=True)
-            picked.append(x.gather(1, _take(y, part)))
             shifts.append(shift)
             sums.append(x.sub_(shift).exp_().sum(1, keepdim=True))
         del product, x  # before the next block's product exists
     shift, sum_e, x_y = (torch.cat(t) if len(t) > 1 else t[0] for t in (shifts, sums, picked))
+    x_y = soft_cap(x_y.to(p.work), o.softcap)
     log_sums = sum_e.log_()
-    per = torch.where(labels.keep, labels.wy * (log_sums - (x_y - shift)).squeeze(1), 0.0)
+    per = (log_sums - (x_y - shift)).squeeze(1)
+    keep = labels.keep
+    if keep is not None and labels.wy is not None:
+        per = torch.where(keep, labels.wy * per, 0.0)
     if not o.lse_square_scale:
         return per, None
-    z = z_loss((shift + log_sums).squeeze(1), labels.keep.to(p.work), o.lse_square_scale)
+    mask = per.new_ones(()) if keep is None else keep.to(p.work)
+    z = z_loss((shift + log_sums).squeeze(1), mask, o.lse_square_scale)
     return per + z, z
+
+
+#: The fewest rows taken to float32 at once: fewer would cost more in calls than in cache.
+_MIN_PIECE = 16
 
 
 def _take(t: Tensor, rows: slice) -> Tensor:
     """Rows ``rows`` of ``t``: ``t`` itself when they are all of its rows."""
-    return t if rows.start == 0 and rows.stop >= len(t) else t[rows]
+    return t if rows.start == 0 and rows.stop >= t.shape[0] else t[rows]
 
 
 def _fill(buffer: Tensor, rows: Tensor) -> Tensor:
     """``rows`` copied into the first rows of ``buffer`` (converting the dtype); that view."""
-    return _take(buffer, slice(0, len(rows))).copy_(rows)
+    return _take(buffer, slice(0, rows.shape[0])).copy_(rows)
 
 
 def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor, Tensor | None]:

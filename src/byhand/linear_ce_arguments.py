@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from .chunked_sweep import Sweep
-from .cross_entropy_checks import validate
+from .cross_entropy_checks import validate_call
 from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 
@@ -155,10 +155,11 @@ def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, ta
     check_settings(settings)
     logits_shape = (*input.shape[:-1], linear_weight.shape[0])
     options = options_from(target, logits_shape, weight, settings)
-    validate(_FN, input.new_empty(()).expand(*logits_shape), target, options)
+    _, every_kept = validate_call(_FN, input.new_empty(()).expand(*logits_shape), target,
+                                  options)
     a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
     p = Sweep(a, linear_weight, linear_bias, t, options, settings.chunk_size,
-              settings.vocab_chunk_size)
+              settings.vocab_chunk_size, every_kept)
     return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
 
 

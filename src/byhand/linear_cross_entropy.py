@@ -103,6 +103,14 @@ def _result_dtype(p: Sweep, settings: LinearCESettings) -> torch.dtype:
     return loss_dtype(p.a, p.t, p.options.weight)
 
 
+def _denominator(p: Sweep, like: Tensor) -> Tensor | float:
+    r"""What ``mean`` divides by: :math:`N` when every row counts once
+    (``Sweep.plain_count``), else :func:`byhand.cross_entropy_core.denominator`."""
+    if p.plain_count and p.options.denominator is None:
+        return float(p.a.shape[0])
+    return denominator(like, p.t, p.options)
+
+
 def _reduce(per: Tensor, p: Sweep, like: Tensor, dtype: torch.dtype) -> Tensor:
     """Sum (and divide) the per-row losses in their working dtype; round once to ``dtype``."""
     reduction = p.options.reduction
@@ -110,7 +118,7 @@ def _reduce(per: Tensor, p: Sweep, like: Tensor, dtype: torch.dtype) -> Tensor:
         return per.to(dtype)
     summed = total(per)
     if reduction == "mean":
-        summed = summed / denominator(like, p.t, p.options)
+        summed = summed / _denominator(p, like)
     return summed.to(dtype)
 
 
@@ -139,7 +147,7 @@ def _forward(p: Sweep, like: Tensor, needs: Needs,
     g = None
     if reduction != "none" and any(needs):
         one = torch.ones((), dtype=like.dtype, device=like.device)
-        g = upstream(one, reduction, denominator(like, p.t, p.options), like.select(1, 0))
+        g = upstream(one, reduction, _denominator(p, like), like.select(1, 0))
         g = g.contiguous()
     per, z, grads = sweep(p, g, needs)
     z_loss = None if z is None else _reduce(z, p, like, dtype)
