@@ -197,7 +197,7 @@ def _add_weight_product(acc: Tensor, low: Tensor, a: Tensor) -> None:
         return
     step = max(1, low.numel() // (2 * a.shape[1]))
     for piece in spans(low.shape[1], step):
-        acc[piece] += low[:, piece].t() @ a
+        acc[piece].add_(low[:, piece].t() @ a)
 
 
 class _Out:
@@ -226,7 +226,7 @@ class _Out:
                 self.weight = self.weight.index_add(0, at, (low.t() @ a).to(self.weight.dtype))
         if self.bias is not None:
             if self.in_place:
-                self.bias[cols] += grad.sum(0)
+                self.bias[cols].add_(grad.sum(0))
             else:
                 self.bias = self.bias.index_add(0, at, grad.sum(0).to(self.bias.dtype))
         if d_rows is None:
