@@ -326,11 +326,11 @@ def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | N
     :math:`L_n = \mu_n w_{y_n}\big(\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)\big)`
     with :math:`m_n = \max_k x_{nk}`, for less work: the targets are read once (and the
     mask is not formed when no row is ignored), and the float32 logits become their
-    exponentials in place. The product runs over as many rows
-    at a time as fill the bytes of ``rows`` rows of float32 logits: ``rows`` in float32,
-    twice as many in half precision, whose product is then taken to float32 a quarter of
-    ``rows`` (at least 16 rows) at a time, into one buffer. A large matmul is cheaper per row than a small
-    one, and small float32 pieces stay in the processor's cache between the passes.
+    exponentials in place. The product runs over as many rows at a time as fill the bytes
+    of ``rows`` rows of float32 logits: ``rows`` in float32, twice as many in half
+    precision, whose product is then taken to float32 a quarter of ``rows`` (at least 16
+    rows) at a time, into one buffer. A large matmul is cheaper per row than a small one,
+    and small float32 pieces stay in the processor's cache between the passes.
     """
     o = p.options
     w_t = p.w.t()
