@@ -172,6 +172,52 @@ def test_evaluation_gives_the_training_loss(dtype, reduction, chunk_size, option
         torch.testing.assert_close(mine, theirs.detach(), equal_nan=True)
 
 
+EVALUATION_EDGES = ("class_indices", "empty", "unbatched", "uint8", "ignore_index_absent",
+                    "ignore_index_present")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("edge", EVALUATION_EDGES)
+def test_evaluation_matches_pytorch_at_the_edges(dtype, reduction, edge) -> None:
+    """Under no_grad, where validation reads the targets and may skip the mask: an empty
+    batch (mean: nan), one unbatched row, uint8 targets, an ignore_index that no target
+    holds and one that a target holds. PyTorch's dtype and shape; in float32 its value,
+    in bfloat16 the float64 loss of the same bfloat16 logits rounded once (PyTorch's own
+    bfloat16 log-softmax can be about 30 units in the last place off: 0.0155 for 0.0137)."""
+    a, w, _, y = _problem(n=6, h=4, v=9, dtype=dtype)
+    kw = {"reduction": reduction}
+    if edge == "empty":
+        a, y = a[:0], y[:0]
+    elif edge == "unbatched":
+        a, y = a[0], y[0]
+    elif edge == "uint8":
+        y = y.to(torch.uint8)
+    elif edge == "ignore_index_absent":
+        kw["ignore_index"] = 100
+    elif edge == "ignore_index_present":
+        kw["ignore_index"] = int(y[1])
+    with torch.no_grad():
+        ours = byhand.linear_cross_entropy(a, w, y, **kw)
+        theirs = F.linear_cross_entropy(a, w, y, **kw)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    if dtype == torch.float32:
+        torch.testing.assert_close(ours, theirs, equal_nan=True)
+        return
+    exact = F.cross_entropy((a @ w.T).double(), y.long(), **kw)
+    torch.testing.assert_close(ours.double(), exact, rtol=2**-8, atol=1e-6, equal_nan=True)
+
+
+def test_evaluation_under_vmap_matches_pytorch() -> None:
+    """Under torch.func.vmap the targets cannot be read on the host: the masked path runs."""
+    a, w, _, y = _problem(n=18, h=4, v=9, dtype=torch.float32)
+    a, y = a.reshape(3, 6, 4), y.reshape(3, 6)
+    with torch.no_grad():
+        ours = torch.func.vmap(lambda a, y: byhand.linear_cross_entropy(a, w, y))(a, y)
+    theirs = torch.stack([F.cross_entropy(a[i] @ w.T, y[i]) for i in range(3)])
+    torch.testing.assert_close(ours, theirs)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_bfloat16_evaluation_is_as_accurate_as_pytorch(reduction) -> None:
     a64, w64, b64, y = _problem(n=300, h=32, v=301, seed=2)
