@@ -126,7 +126,7 @@ class Sweep:
 
     @property
     def plain_count(self) -> bool:
-        """Whether ``mean`` divides by the number of rows: every row kept, no class weights."""
+        r"""Every row kept and no class weights: every :math:`\mu_n w_{y_n}` is 1."""
         return self.every_kept and self.options.weight is None
 
     @property

@@ -60,6 +60,7 @@ __all__ = [
     "loss_dtype",
     "per_sample_loss",
     "plain_grad_from_softmax",
+    "position_count",
     "positions_like",
     "reduce",
     "row_mask",
@@ -240,21 +241,46 @@ def total(t: Tensor) -> Tensor:
     return t.sum(dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
 
 
-def denominator(x: Tensor, target: Tensor, options: CrossEntropyOptions) -> Tensor | float:
+def position_count(x: Tensor, dtype: torch.dtype) -> float:
+    """The number of positions :math:`N` of ``x`` as PyTorch's ``mean`` divides by it: in ``dtype``.
+
+    In float16 a count from 65,520 on rounds to infinity, as PyTorch's denominator does
+    (the loss becomes nan or 0 and the gradient 0); in bfloat16 it rounds to 8 bits.
+
+    Examples:
+        >>> x = torch.zeros(257, 3)
+        >>> position_count(x, torch.float32), position_count(x, torch.bfloat16)
+        (257.0, 256.0)
+    """
+    n = x.numel() // x.shape[1]
+    if dtype in (torch.float16, torch.bfloat16):
+        return float(torch.tensor(n, dtype=dtype))
+    return float(n)
+
+
+def denominator(x: Tensor, target: Tensor, options: CrossEntropyOptions, *,
+                every_kept: bool = False) -> Tensor | float:
     r"""The ``mean`` denominator: :math:`D = \sum_n \mu_n w_{y_n}`, or :math:`M` positions for probabilities.
 
     ``x`` and ``target`` are batched. :math:`M` is 0 when the input is empty, even with
     :math:`C = 0` classes, so that the ``mean`` of nothing is :math:`0/0 = \mathrm{nan}`.
+    ``every_kept`` (no position ignored, as validation found it:
+    :func:`byhand.cross_entropy_checks.validate_call`) makes :math:`D` the count
+    :func:`position_count` when there are no class weights, without forming the mask.
 
     Examples:
         >>> x, y = torch.zeros(4, 3), torch.tensor([0, 2, -100, 2])
         >>> denominator(x, y, CrossEntropyOptions(weight=torch.tensor([1.0, 1.0, 0.5])))
         tensor(2.)
+        >>> denominator(x, torch.tensor([0, 2, 1, 2]), CrossEntropyOptions(), every_kept=True)
+        4.0
     """
     if options.denominator is not None:
         return options.denominator
     if target.is_floating_point():
         return x.numel() // x.shape[1] if x.numel() else 0
+    if every_kept and options.weight is None:
+        return position_count(x, x.dtype)
     y, keep = target_indices(target, options.ignore_index)
     return total(target_weight(y, keep, options.weight, x.dtype))
 

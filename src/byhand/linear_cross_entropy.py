@@ -104,11 +104,8 @@ def _result_dtype(p: Sweep, settings: LinearCESettings) -> torch.dtype:
 
 
 def _denominator(p: Sweep, like: Tensor) -> Tensor | float:
-    r"""What ``mean`` divides by: :math:`N` when every row counts once
-    (``Sweep.plain_count``), else :func:`byhand.cross_entropy_core.denominator`."""
-    if p.plain_count and p.options.denominator is None:
-        return float(p.a.shape[0])
-    return denominator(like, p.t, p.options)
+    """The ``mean`` denominator of the sweep ``p`` (in ``like``'s working dtype)."""
+    return denominator(like, p.t, p.options, every_kept=p.every_kept)
 
 
 def _reduce(per: Tensor, p: Sweep, like: Tensor, dtype: torch.dtype) -> Tensor:

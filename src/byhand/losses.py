@@ -77,6 +77,7 @@ from .cross_entropy_core import (
     input_gradient,
     loss_dtype,
     per_sample_loss,
+    position_count,
     positions_like,
     reduce,
     softmax_parts,
@@ -239,25 +240,14 @@ def _kept_parts(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _kept_total(per: Tensor, reduction: str, x: Tensor) -> Tensor:
     r""":math:`\sum_n L_n`, divided by the :math:`N` positions for ``mean`` (none ignored).
 
-    ``per`` is in the loss's dtype, which sets how :math:`N` rounds (:func:`_count`).
+    ``per`` is in the loss's dtype, which sets how :math:`N` rounds
+    (:func:`byhand.cross_entropy_core.position_count`).
     """
     if reduction == "sum":
         return total(per)
     if per.dtype in (torch.float32, torch.float64):
         return per.mean()  # the sum divided by N, in one operator
-    return total(per).div(_count(x, per.dtype))
-
-
-def _count(x: Tensor, dtype: torch.dtype) -> float:
-    """The number of positions :math:`N` of ``x`` as PyTorch's ``mean`` divides by it: in ``dtype``.
-
-    In float16 a count from 65,520 on rounds to infinity, as PyTorch's denominator does
-    (the loss becomes nan or 0 and the gradient 0); in bfloat16 it rounds to 8 bits.
-    """
-    n = x.numel() // x.shape[1]
-    if dtype in (torch.float16, torch.bfloat16):
-        return float(torch.tensor(n, dtype=dtype))
-    return float(n)
+    return total(per).div(position_count(x, per.dtype))
 
 
 def cross_entropy_backward(
@@ -300,7 +290,7 @@ def cross_entropy_backward(
     recorded = torch.is_grad_enabled() and (x.requires_grad or g.requires_grad)
     if every_kept and options.plain and x.numel() and not recorded:
         # No position ignored: g_n (s_nj - δ_{j y_n}), the softmax by PyTorch's fused kernel.
-        a = (g / _count(x, x.dtype) if reduction == "mean" else g).to(work.dtype)
+        a = (g / position_count(x, x.dtype) if reduction == "mean" else g).to(work.dtype)
         a = a.unsqueeze(1) if reduction == "none" else a
         y = t.long().unsqueeze(1)
         grad = _softmax_in_place(work) * a  # a new tensor: batched when g is (torch.func.vmap)
@@ -378,7 +368,7 @@ def _kept_forward_backward(x: Tensor, target: Tensor, reduction: str,
     y = target.long().unsqueeze(1)
     e, sums, per = _kept_parts(x, y)
     loss = _kept_total(per.to(dtype), reduction, x)
-    positions = _count(x, dtype)
+    positions = position_count(x, dtype)
     a = 1.0 / positions if reduction == "mean" else 1.0
     grad = e.div_(sums.mul_(positions) if reduction == "mean" else sums)
     return loss, grad.scatter_(1, y, -a, reduce="add").to(dtype)
