@@ -249,8 +249,10 @@ def position_count(x: Tensor, dtype: torch.dtype) -> float:
 
     Examples:
         >>> x = torch.zeros(257, 3)
-        >>> position_count(x, torch.float32), position_count(x, torch.bfloat16)
-        (257.0, 256.0)
+        >>> position_count(x, torch.float32)
+        257.0
+        >>> position_count(x, torch.bfloat16)
+        256.0
     """
     n = x.numel() // x.shape[1]
     if dtype in (torch.float16, torch.bfloat16):
@@ -272,7 +274,8 @@ def denominator(x: Tensor, target: Tensor, options: CrossEntropyOptions, *,
         >>> x, y = torch.zeros(4, 3), torch.tensor([0, 2, -100, 2])
         >>> denominator(x, y, CrossEntropyOptions(weight=torch.tensor([1.0, 1.0, 0.5])))
         tensor(2.)
-        >>> denominator(x, torch.tensor([0, 2, 1, 2]), CrossEntropyOptions(), every_kept=True)
+        >>> y = torch.tensor([0, 2, 1, 2])
+        >>> denominator(x, y, CrossEntropyOptions(), every_kept=True)
         4.0
     """
     if options.denominator is not None:
