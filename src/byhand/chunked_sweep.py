@@ -26,6 +26,15 @@ products in bfloat16 would lose all but the largest. The input gradient of a row
 no accumulation over chunks (only over the vocabulary blocks, which go through a
 float32 chunk buffer) and is written in the input's dtype.
 
+Half precision, by default (no ``chunk_size``, class-index targets without smoothing),
+goes the other way round: a loss-only pass gives :math:`\mathrm{lse}_n`, then the
+classes go in blocks with every row at once (``_by_vocabulary``), so a block's
+weight gradient is one product over all rows, summed in float32 inside the multiply and
+written once, and only the input gradient (:math:`N \times H`) is summed in float32.
+That costs one more product than the chunks of rows, and saves the passes over a
+float32 accumulator of :math:`V \times H` numbers, which cost more on the CPU that
+chapter 10 measures both orders on.
+
 Evaluation. Without an upstream gradient (``no_grad``, ``inference_mode``, nothing
 requiring one) the sweep forms the losses only, with the same formulas: no gradient
 buffer exists, so by default twice :func:`default_chunk_size` rows of float32 logits go
@@ -319,8 +328,8 @@ def _labels(p: Sweep) -> _Labels | None:
     return _Labels(y.unsqueeze(1), keep, target_weight(y, keep, o.weight, p.work))
 
 
-def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | None]:
-    r"""Per-row losses (and z-losses) of the whole batch when no gradient is wanted.
+def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | None, Tensor]:
+    r"""Per-row losses, z-losses (None without) and :math:`\mathrm{lse}_n` of the whole batch.
 
     The numbers of :func:`_whole`,
     :math:`L_n = \mu_n w_{y_n}\big(\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)\big)`
@@ -354,14 +363,77 @@ def _loss_only(p: Sweep, rows: int, labels: _Labels) -> tuple[Tensor, Tensor | N
     x_y = soft_cap(x_y.to(p.work), o.softcap)
     log_sums = sum_e.log_()
     per = (log_sums - (x_y - shift)).squeeze(1)
+    lse = (shift + log_sums).squeeze(1)
     keep = labels.keep
     if keep is not None and labels.wy is not None:
         per = torch.where(keep, labels.wy * per, 0.0)
     if not o.lse_square_scale:
-        return per, None
+        return per, None, lse
     mask = per.new_ones(()) if keep is None else keep.to(p.work)
-    z = z_loss((shift + log_sums).squeeze(1), mask, o.lse_square_scale)
-    return per + z, z
+    z = z_loss(lse, mask, o.lse_square_scale)
+    return per + z, z, lse
+
+
+def _by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: _Labels, rows: int,
+                   block: int) -> SweepResult:
+    r"""Losses and gradients in half precision, the classes in blocks, every row at once.
+
+    A loss-only pass (:func:`_loss_only`) gives :math:`L_n` and :math:`\mathrm{lse}_n`;
+    then each block :math:`B` of classes forms all rows' logits once more and
+
+    .. math::
+
+       G_{nj} = g_n\mu_n\big(s_{nj}(w_{y_n} + 2\zeta\,\mathrm{lse}_n) - w_{y_n}[j = y_n]\big)
+       \,(1 - (x_{nj}/c)^2), \qquad
+       \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np} \quad (j \in B):
+
+    one product over all :math:`N` rows, which the multiply sums in float32 inside and
+    rounds once, so the weight gradient needs no float32 accumulator of :math:`V \times H`
+    numbers and is written once. The input gradient, summed over the blocks, goes into a
+    float32 buffer of :math:`N \times H`. A block has ``block`` classes
+    (:func:`_class_block`); the loss-only pass takes twice ``rows`` rows at a time.
+    """
+    o, a, w = p.options, p.a, p.w
+    per, z, lse = _loss_only(p, min(a.shape[0], 2 * rows), labels)
+    g = g if labels.keep is None else torch.where(labels.keep, g, 0.0)
+    target = g if labels.wy is None else g * labels.wy  # g_n mu_n w_{y_n}
+    scale = target
+    if o.lse_square_scale:
+        mask = 1.0 if labels.keep is None else labels.keep.to(p.work)
+        scale = target + 2 * o.lse_square_scale * g * mask * lse
+    d_a = a.new_zeros(a.shape, dtype=p.work) if needs.input else None
+    d_w = w.new_empty(w.shape) if needs.linear_weight else None
+    d_b = w.new_empty(w.shape[0], dtype=p.work) if p.b is not None and needs.linear_bias else None
+    y = labels.y
+    for cols in spans(w.shape[0], block):
+        x = logits(p, a, cols)
+        s = x.sub(lse.unsqueeze(1)) if o.softcap is not None else x.sub_(lse.unsqueeze(1))
+        grad = s.exp_().mul_(scale.unsqueeze(1))
+        hit = (y >= cols.start) & (y < cols.stop)
+        at = torch.where(hit, y - cols.start, 0)
+        grad.scatter_add_(1, at, torch.where(hit, -target.unsqueeze(1), 0.0))
+        grad = soft_cap_backward(grad, x, o.softcap)
+        low = grad.to(a.dtype)
+        if d_w is not None:
+            torch.mm(low.t(), a, out=d_w[cols])
+        if d_b is not None:
+            d_b[cols] = grad.sum(0)
+        if d_a is not None:
+            d_a.add_(low @ w[cols])
+    d_input = None if d_a is None else d_a.to(a.dtype)
+    return SweepResult(per, z, (d_input, d_w, d_b))
+
+
+def _class_block(n_rows: int, n_classes: int, rows: int) -> int | None:
+    """Classes per block of :func:`_by_vocabulary`: as many logits as ``rows`` rows of
+    every class; None when that is fewer than :data:`_MIN_BLOCK` classes (and fewer than
+    all), where the blocks' products would be too thin and the chunks of rows go instead."""
+    block = min(n_classes, rows * n_classes // max(1, n_rows))
+    return block if block >= min(n_classes, _MIN_BLOCK) else None
+
+
+#: The fewest classes in a block of :func:`_by_vocabulary`: thinner products are slow.
+_MIN_BLOCK = 128
 
 
 #: The fewest rows taken to float32 at once: fewer would cost more in calls than in cache.
@@ -437,7 +509,8 @@ def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor,
 def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
           in_place: bool = True) -> SweepResult:
     """Per-row losses (``p.loss_dtype``), z-losses and, when ``g`` (one per row) is given,
-    the gradients (input: the input's dtype; weight and bias: the working dtype).
+    the gradients (input: the input's dtype; weight and bias: the working dtype, or the
+    input's for the weight in half precision's default order).
     Without ``g`` it forms the losses alone (see *Evaluation* above).
 
     ``in_place=False`` builds every gradient out of place (the input gradient chunk by
@@ -455,10 +528,14 @@ def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
     n_rows = p.a.shape[0]
     chunk = p.rows or default_chunk_size(n_rows, p.a.shape[1])
     online = p.vocab is not None and p.vocab < p.w.shape[0]
-    labels = _labels(p) if g is None and not online and n_rows else None
-    if labels is not None:  # the loss only: no gradient buffers, so twice the rows
-        rows_at_once = p.rows or min(n_rows, 2 * chunk)
-        return SweepResult(*_loss_only(p, rows_at_once, labels), (None, None, None))
+    block = _class_block(n_rows, p.w.shape[0], chunk)
+    by_vocabulary = in_place and p.rows is None and p.a.dtype != p.work and block is not None
+    labels = _labels(p) if (g is None or by_vocabulary) and not online and n_rows else None
+    if labels is not None and g is None:  # the loss only: no gradient buffers, so twice the rows
+        per, z, _ = _loss_only(p, p.rows or min(n_rows, 2 * chunk), labels)
+        return SweepResult(per, z, (None, None, None))
+    if labels is not None and g is not None and block is not None:
+        return _by_vocabulary(p, g, Needs(*needs), labels, chunk, block)
     rows_fn = _online if online else _whole
     out = _Out(p, Needs(*needs) if g is not None else Needs(False, False, False), in_place)
     losses, z_losses = [], []
