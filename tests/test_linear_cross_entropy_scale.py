@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 import byhand
-from byhand.chunked_sweep import default_chunk_size
 from byhand.memory import peak_bytes
+from byhand.sweep_problem import default_chunk_size
 
 PATHS = {"whole": {}, "rows": {"chunk_size": 3}, "vocab": {"chunk_size": 3, "vocab_chunk_size": 4}}
 

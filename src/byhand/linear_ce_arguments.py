@@ -4,7 +4,7 @@ r"""The arguments of :func:`byhand.linear_cross_entropy.linear_cross_entropy`, c
 settings. :func:`prepare` validates a call (the linear layer's shapes and dtypes, the
 chunk sizes, the soft cap and z-loss scale, then the cross-entropy's own arguments
 through :func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and
-returns the :class:`byhand.chunked_sweep.Sweep` that computes it. Errors name the
+returns the :class:`byhand.sweep_problem.Sweep` that computes it. Errors name the
 argument and are of PyTorch's type (see :mod:`byhand.errors`). :func:`autocast_arguments`
 casts the call's tensors as :func:`torch.autocast` would, and :func:`has_tangent` says
 whether a forward-mode tangent rides on one of them.
@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from .chunked_sweep import Sweep
 from .cross_entropy_checks import validate_call
 from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
+from .sweep_problem import Sweep
 
 __all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "check_linear",
            "check_settings", "has_tangent", "options_from", "prepare"]

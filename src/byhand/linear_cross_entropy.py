@@ -31,10 +31,11 @@ chunked too (``vocab_chunk_size``): the log-sum-exp of a row is then accumulated
 by block with the online rule of :func:`logsumexp_update`, and each block of logits is
 computed twice, once for the log-sum-exp and once for the gradient.
 
-The sweep itself lives in :mod:`byhand.chunked_sweep`; this module checks the
-arguments, reads PyTorch's ``options=`` (:class:`torch.nn.LinearCrossEntropyOptions`),
-unfolds a K-dimensional ``linear_weight``, follows :func:`torch.autocast`, and wraps
-the sweep in an autograd function. As in :mod:`byhand.losses`, nothing waits for the
+The sweep itself lives in :mod:`byhand.chunked_sweep` (and :mod:`byhand.class_blocks`,
+its orders with every row at once); this module checks the arguments, reads PyTorch's
+``options=`` (:class:`torch.nn.LinearCrossEntropyOptions`), unfolds a K-dimensional
+``linear_weight``, follows :func:`torch.autocast`, and wraps the sweep in an autograd
+function. As in :mod:`byhand.losses`, nothing waits for the
 device: target values are checked only on the CPU, and whether a row is ignored is a
 mask, never a branch on the host. In ``bfloat16`` and ``float16`` the matmuls run in the
 input's dtype and the log-sum-exp, the losses and the weight gradient's sum over chunks
@@ -53,8 +54,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .chunked_sweep import Grads, Needs, Sweep, chunk_gradient, default_chunk_size, sweep
-from .chunked_sweep import logits as chunk_logits
+from .chunked_sweep import chunk_gradient, sweep
 from .cross_entropy_checks import (
     no_target_grad,
     require_scalar_reduction,
@@ -79,6 +79,8 @@ from .linear_ce_arguments import (
     prepare,
 )
 from .softmax import logsumexp_update, online_logsumexp
+from .sweep_problem import Grads, Needs, Sweep, default_chunk_size
+from .sweep_problem import logits as chunk_logits
 
 __all__ = [
     "LinearCrossEntropy",
