@@ -49,3 +49,19 @@ def test_no_object_is_documented_twice_on_a_page(page: Path) -> None:
             homes.setdefault(id(obj), []).append(f"{module}.{name}")
     twice = [names for names in homes.values() if len(names) > 1]
     assert not twice, f"{page.name} documents these objects more than once: {twice}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_every_named_tuple_field_says_what_it_holds(page: Path) -> None:
+    """A ``NamedTuple`` field without a ``#:`` comment is shown as "Alias for field
+    number 0": each documented field needs its comment, which autodoc shows instead."""
+    from sphinx.pycode import ModuleAnalyzer
+
+    bare = []
+    for _, name, obj in _documented(page):
+        if not (inspect.isclass(obj) and issubclass(obj, tuple) and hasattr(obj, "_fields")):
+            continue
+        comments = ModuleAnalyzer.for_module(obj.__module__).find_attr_docs()
+        bare += [f"{name}.{field}" for field in obj._fields
+                 if (obj.__qualname__, field) not in comments]
+    assert not bare, f"{page.name} shows these fields as 'Alias for field number': {bare}"

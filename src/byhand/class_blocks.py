@@ -24,12 +24,14 @@ __all__ = ["Labels", "by_vocabulary", "class_block", "loss_only", "read_labels"]
 
 
 class Labels(NamedTuple):
-    r"""Class-index targets read once for the whole batch: ``y`` ``(N, 1)`` (an ignored
-    one set to 0), the mask :math:`\mu_n` (``keep``) and :math:`\mu_n w_{y_n}` (``wy``);
-    ``keep`` and ``wy`` are None when every :math:`\mu_n w_{y_n}` is 1 (``Sweep.plain_count``)."""
+    r"""Class-index targets read once for the whole batch; ``keep`` and ``wy`` are None
+    when every :math:`\mu_n w_{y_n}` is 1 (:attr:`~byhand.sweep_problem.Sweep.plain_count`)."""
 
+    #: The class :math:`y_n` of each row, ``(N, 1)``; an ignored row's is set to 0.
     y: Tensor
+    #: The mask :math:`\mu_n`: True where the row is not ignored.
     keep: Tensor | None
+    #: :math:`\mu_n w_{y_n}`, the row's class weight (0 where ignored), in the working dtype.
     wy: Tensor | None
 
 

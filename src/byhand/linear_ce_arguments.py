@@ -43,10 +43,15 @@ class LinearCEInputs(NamedTuple):
         (torch.Size([5, 3]), [0, 4])
     """
 
+    #: The layer's input :math:`a_{np}`, ``(N, H)`` or ``(H,)``.
     input: Tensor
+    #: The layer's weight :math:`W_{jp}`, ``(V, H)`` or ``(V, d1, ..., H)``.
     linear_weight: Tensor
+    #: The layer's bias :math:`b_j`, ``(V,)`` or ``(V, d1, ...)``, or None.
     linear_bias: Tensor | None
+    #: Class indices, or class probabilities of the logits' shape ``(N, V)``.
     target: Tensor
+    #: The class weights :math:`w_j`, ``(V,)``, or None.
     weight: Tensor | None
 
 

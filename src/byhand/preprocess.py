@@ -47,11 +47,17 @@ class Tensors(NamedTuple):
         (torch.Size([2, 3]), torch.int64)
     """
 
+    #: The training rows' features, ``(N_train, K)``.
     x_train: Tensor
+    #: The training rows' classes, ``(N_train,)``, int64.
     y_train: Tensor
+    #: The validation rows' features, ``(N_valid, K)``.
     x_valid: Tensor
+    #: The validation rows' classes, ``(N_valid,)``, int64.
     y_valid: Tensor
+    #: The test images' features, ``(N_test, K)``.
     x_test: Tensor
+    #: The test images' classes, ``(N_test,)``, int64.
     y_test: Tensor
 
 

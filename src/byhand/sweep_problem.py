@@ -35,16 +35,23 @@ class Needs(NamedTuple):
         Needs(input=True, linear_weight=True, linear_bias=False)
     """
 
+    #: The input's gradient :math:`\partial L/\partial a_{np}`.
     input: bool = True
+    #: The weight's gradient :math:`\partial L/\partial W_{jp}`.
     linear_weight: bool = True
+    #: The bias's gradient :math:`\partial L/\partial b_j` (ignored without a bias).
     linear_bias: bool = True
 
 
 class SweepResult(NamedTuple):
     """What a sweep returns: per-row losses, per-row z-losses (None without), gradients."""
 
+    #: :math:`L_n` of each row, ``(N,)``, the z-loss included, in :attr:`Sweep.loss_dtype`.
     losses: Tensor
+    #: :math:`\zeta\mu_n\mathrm{lse}_n^2` of each row, or None without ``lse_square_scale``.
     z_losses: Tensor | None
+    #: The input's, weight's and bias's gradients for the upstream :math:`g_n`; each None
+    #: where not wanted (or without :math:`g_n`).
     grads: Grads
 
 
