@@ -8,7 +8,9 @@ title page and a table of contents. Chromium prints that document with the book'
 stylesheet (``@media print`` in ``_static/book.css``): code and output lines wrap instead
 of running off the margin, each chapter starts a page, and every page is numbered. A
 first printing finds the page each chapter starts on; the second prints the contents
-with those page numbers. Links between chapters become links inside the PDF.
+with those page numbers. Links between chapters become links inside the PDF. Nothing
+may be wider than the printed column, or Chromium would shrink every page to fit it:
+the tool then stops and names what is too wide.
 
     python tools/print_book.py [--html _build/html] [--out _build/html/backprop-by-hand.pdf]
 
@@ -43,6 +45,36 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update"]
 BOOK_URL = "__pdf_edition__.html"
+#: The printed column: A4's 210 mm less the two 17 mm margins, in CSS pixels (96 per inch).
+COLUMN_PX = round((210 - 2 * 17) / 25.4 * 96)
+
+# The first element of each part that reaches past the printed column (the document laid
+# out for print at the column's width), outside any box that scrolls or clips on its own;
+# inline elements wrap, so only their padding can pass the edge, and that moves nothing.
+_TOO_WIDE_JS = r"""
+(column) => {
+  const clipped = el => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(p).overflowX)) return true;
+    }
+    return false;
+  };
+  const found = [];
+  for (const part of document.querySelectorAll('section.pdf-page')) {
+    const left = part.getBoundingClientRect().left;
+    for (const el of part.querySelectorAll('*')) {
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 || box.right - left <= column + 1 || clipped(el)) continue;
+      if (getComputedStyle(el).display === 'inline') continue;  // wraps; its padding may not
+      const named = el.closest('[id]');
+      found.push({part: part.id, px: Math.round(box.right - left),
+                  what: el.tagName.toLowerCase() + (named ? ' in #' + named.id : '')});
+      break;
+    }
+  }
+  return found;
+}
+"""
 
 # Run in each page: typeset all of its mathematics, then reduce its article to what a
 # printed page shows, with ids and links made unique to the page.
@@ -190,6 +222,18 @@ def gather(page, server: str, site_url: str) -> tuple[list, list[str], list[str]
     return parts, styles, sheets
 
 
+def too_wide(page) -> list[str]:
+    """The parts of the laid-out document with an element wider than the printed column,
+    each with its first such element: Chromium would shrink every page to fit it."""
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": COLUMN_PX, "height": viewport["height"]})
+    try:
+        found = page.evaluate(_TOO_WIDE_JS, COLUMN_PX)
+    finally:
+        page.set_viewport_size(viewport)
+    return [f"{f['part']}: {f['what']} ({f['px']} px)" for f in found]
+
+
 def print_document(page, server: str, document: str, out: Path) -> None:
     def fulfil(route) -> None:
         route.fulfill(status=200, content_type="text/html; charset=utf-8", body=document)
@@ -198,6 +242,10 @@ def print_document(page, server: str, document: str, out: Path) -> None:
     page.emulate_media(media="print")  # lay the long document out once, for paper
     page.goto(server + BOOK_URL, wait_until="load")
     page.evaluate("document.fonts.ready.then(() => true)")
+    wide = too_wide(page)
+    if wide:
+        raise SystemExit(f"print_book: wider than the {COLUMN_PX} px printed column, which "
+                         "would shrink every page of the PDF to fit:\n  " + "\n  ".join(wide))
     footer = ('<div style="font-size:8px;width:100%;text-align:center;color:#555;'
               'font-family:sans-serif"><span class="pageNumber"></span></div>')
     page.pdf(path=str(out), format="A4", print_background=True, outline=True, tagged=True,

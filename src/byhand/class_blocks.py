@@ -102,9 +102,12 @@ def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,
 
     .. math::
 
-       G_{nj} = g_n\mu_n\big(s_{nj}(w_{y_n} + 2\zeta\,\mathrm{lse}_n) - w_{y_n}[j = y_n]\big)
-       \,(1 - (x_{nj}/c)^2), \qquad
-       \frac{\partial L}{\partial W_{jp}} = \sum_n G_{nj} a_{np} \quad (j \in B):
+       \begin{aligned}
+       G_{nj} &= g_n\mu_n\big(s_{nj}(w_{y_n} + 2\zeta\,\mathrm{lse}_n) \\
+              &\qquad - w_{y_n}[j = y_n]\big) \\
+              &\qquad \cdot (1 - (x_{nj}/c)^2), \\
+       \frac{\partial L}{\partial W_{jp}} &= \sum_n G_{nj} a_{np} \quad (j \in B):
+       \end{aligned}
 
     one product over all :math:`N` rows, which the multiply sums in float32 inside and
     rounds once, so the weight gradient needs no float32 accumulator of :math:`V \times H`

@@ -2,7 +2,7 @@
 phone (390x844), in light and dark mode, for a screen reader, and on a slow phone.
 
 Each page of the table of contents is opened once at each size, with requests leaving
-this machine blocked, and audited:
+this machine blocked, and audited (two pages at a time, one per core):
 
 - axe-core (vendored in ``vendor/axe.min.js``, WCAG 2.0/2.1 A and AA, plus
   label-content-name-mismatch) in light mode with everything a reader can open opened
@@ -12,7 +12,7 @@ this machine blocked, and audited:
 - the smallest text of each figure when the figure is shown 342 px wide on the phone;
 - the bytes the page loads and, for a chapter on the phone with the CPU slowed down 4x
   as a mid-range phone is, how long after the start of loading MathJax has typeset what
-  is on screen.
+  is on screen (read first, one chapter at a time, with no other page open).
 
 The figures are printed per page, so ``pytest -s tests/browser`` shows them; a phone
 screenshot of each page that is not a chapter goes to ``_build/screenshots/``.
@@ -21,12 +21,23 @@ screenshot of each page that is not a chapter goes to ``_build/screenshots/``.
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from book_browser import HTML, SCREENSHOTS, TYPESET_ALL_JS, Visit, _pages
+from book_browser import (
+    CHAPTER_PAGES,
+    CHROMIUM_FLAGS,
+    HTML,
+    SCREENSHOTS,
+    TYPESET_ALL_JS,
+    Visit,
+    _pages,
+    find_browser,
+)
 
 PAGES = _pages()
 DESKTOP = {"width": 1366, "height": 900}
@@ -47,6 +58,9 @@ MAX_TYPESET_MS_ON_A_PHONE = 5000
 MAX_CHAPTER_BYTES = 3_600_000
 #: Icons in the phone's header bar, menu buttons included (8 before: full screen, repository).
 MAX_PHONE_HEADER_ICONS = 6
+#: Pages audited at once, one per processor of a two-core machine: axe-core's runs take
+#: most of the audit, and each page runs them on its own renderer process.
+AUDIT_WORKERS = 2
 
 # Record when MathJax has finished its first typesetting pass, from the page's own clock.
 _TYPESET_CLOCK = """
@@ -62,6 +76,8 @@ _TYPESET_CLOCK = """
   hook();
 })();
 """
+
+_TYPESET_DONE = "() => !window.MathJax || window.__bookTypesetAt !== undefined"
 
 _AXE_RUN = """
 async (rules) => {
@@ -165,15 +181,23 @@ def _typeset_everything(page) -> None:
     page.evaluate(TYPESET_ALL_JS)
 
 
+def _typeset_ms(browser, server: str, page: str) -> float | None:
+    """When MathJax has typeset what is on screen, after the start of loading, on a phone
+    with the CPU slowed down 4x; read with no other page open, so nothing competes."""
+    visit = Visit(browser, server + page, viewport=PHONE, init_script=_TYPESET_CLOCK,
+                  cpu_slowdown=4)
+    try:
+        visit.page.wait_for_function(_TYPESET_DONE, timeout=60_000)
+        return visit.page.evaluate("() => window.__bookTypesetAt ?? null")
+    finally:
+        visit.close()
+
+
 def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
-    visit = Visit(browser, server + page, viewport=SIZES[size], init_script=_TYPESET_CLOCK,
-                  cpu_slowdown=4 if size == "phone" and page.startswith("chapters/") else 1)
+    visit = Visit(browser, server + page, viewport=SIZES[size], init_script=_TYPESET_CLOCK)
     try:
         p = visit.page
-        p.wait_for_function("() => !window.MathJax || window.__bookTypesetAt !== undefined",
-                            timeout=60_000)
-        typeset_ms = p.evaluate("() => window.__bookTypesetAt ?? null")
-        visit.set_cpu_slowdown(1)
+        p.wait_for_function(_TYPESET_DONE, timeout=60_000)
         measured = p.evaluate(_MEASURE_JS, PHONE_COLUMN_PX)
         header_icons = p.evaluate(_HEADER_ICONS_JS)
         if size == "phone" and not page.startswith("chapters/"):
@@ -187,19 +211,58 @@ def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
         p.evaluate("() => document.documentElement.setAttribute('data-theme', 'dark')")
         p.wait_for_timeout(500)  # past the theme's colour transitions
         dark = p.evaluate(_AXE_RUN, ["color-contrast", "link-in-text-block"])
-        return {"typeset_ms": typeset_ms, **measured, "header_icons": header_icons,
+        return {"typeset_ms": None, **measured, "header_icons": header_icons,
                 "axe": {"light": light, "dark": dark},
                 "errors": visit.errors}
     finally:
         visit.close()
 
 
+def _audit_all(server: str, jobs: list[tuple[str, str]], axe: str) -> dict[tuple[str, str], dict]:
+    """:func:`_audit` of every ``(page, size)``, :data:`AUDIT_WORKERS` at a time, each
+    worker a thread with a Chromium of its own (Playwright's sync API belongs to the
+    thread that starts it). The result is in the order of ``jobs``."""
+    from playwright.sync_api import sync_playwright
+
+    executable, _ = find_browser()
+    pending: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    for job in jobs:
+        pending.put(job)
+    done: dict[tuple[str, str], dict] = {}
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+                while not failures:
+                    try:
+                        page, size = pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    done[page, size] = _audit(browser, server, page, size, axe)
+                browser.close()
+        except BaseException as error:  # re-raised in the test's thread below
+            failures.append(error)
+
+    workers = [threading.Thread(target=work) for _ in range(AUDIT_WORKERS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+    return {job: done[job] for job in jobs}
+
+
 @pytest.fixture(scope="module")
 def audit(browser, server: str) -> Iterator[dict[tuple[str, str], dict]]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     axe = AXE.read_text(encoding="utf-8")
-    results = {(page, size): _audit(browser, server, page, size, axe)
-               for size in SIZES for page in PAGES}
+    typeset = {page: _typeset_ms(browser, server, page) for page in CHAPTER_PAGES}
+    results = _audit_all(server, [(page, size) for size in SIZES for page in PAGES], axe)
+    for page, ms in typeset.items():
+        results[page, "phone"]["typeset_ms"] = ms
     rows = []
     for (page, size), seen in results.items():
         counts = {mode: sum(v["nodes"] for v in _serious(found))
@@ -242,7 +305,7 @@ def test_figure_text_is_legible_on_a_phone(audit, page: str) -> None:
     assert not small, f"figures whose smallest text is under {MIN_FIGURE_PX} px at 342 px: {small}"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("chapters/")])
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
 def test_chapters_are_light_and_typeset_fast_on_a_phone(audit, page: str) -> None:
     seen = audit[page, "phone"]
     assert not [s for s in seen["scripts"] if s.startswith("fontawesome")], seen["scripts"]

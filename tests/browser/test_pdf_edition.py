@@ -13,12 +13,19 @@ import re
 import shutil
 import subprocess
 import unicodedata
+from collections import Counter
 from functools import cache
 
 import pytest
 from book_browser import HTML, _pages
 
 PDF = HTML / "backprop-by-hand.pdf"
+#: The print stylesheet's body type (``@media print`` in ``_static/book.css``), in points.
+BODY_PT = 10.5
+#: How tall ``pdftotext -bbox`` boxes a word of DejaVu Sans (Debian's sans-serif, which
+#: the body is printed in), in ems: the font's ascent plus its descent, 1901 + 483 units
+#: of 2048.
+DEJAVU_SANS_BOX_EM = (1901 + 483) / 2048
 INTERFACE_TEXT = ("Show code cell", "Hide code cell", "Click to show", "Click to hide",
                   "Toggle hidden content", "Copy to clipboard", "Skip to main content")
 
@@ -60,6 +67,24 @@ def test_the_pdf_has_a_title_page_contents_and_a_sensible_length() -> None:
     assert "Contents" in pages[1]
     assert 60 <= len(pages) <= 800, f"{len(pages)} pages"
     print(f"\n{PDF}: {len(pages)} pages, {PDF.stat().st_size / 1e6:.1f} MB")
+
+
+def test_the_body_text_is_printed_at_its_size() -> None:
+    """Chromium shrinks a whole printout to fit when one element is wider than the printed
+    column: one equation was, and every page came out at 87% of its size (411 pages
+    instead of 499). ``tools/print_book.py`` refuses to print then; this checks the
+    result: the most common word height, the body text's, is that of 10.5 pt type."""
+    fonts = subprocess.run(["pdffonts", str(PDF)], check=True, capture_output=True,
+                           text=True).stdout
+    assert "DejaVuSans" in fonts, f"the body is expected in DejaVu Sans; the PDF has\n{fonts}"
+    boxes = subprocess.run(["pdftotext", "-bbox", str(PDF), "-"], check=True,
+                           capture_output=True, text=True).stdout
+    heights = Counter(round(float(y1) - float(y0), 1) for y0, y1 in re.findall(
+        r'<word xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)"', boxes))
+    body = heights.most_common(1)[0][0]
+    assert body >= 0.98 * BODY_PT * DEJAVU_SANS_BOX_EM, (
+        f"body words are {body} pt tall, {body / (BODY_PT * DEJAVU_SANS_BOX_EM):.0%} of "
+        f"{BODY_PT} pt type: the print was shrunk to fit something too wide")
 
 
 @pytest.mark.parametrize("page", _pages())
