@@ -54,14 +54,21 @@ def test_no_object_is_documented_twice_on_a_page(page: Path) -> None:
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_every_named_tuple_field_says_what_it_holds(page: Path) -> None:
     """A ``NamedTuple`` field without a ``#:`` comment is shown as "Alias for field
-    number 0": each documented field needs its comment, which autodoc shows instead."""
+    number 0": each documented field needs its comment, which autodoc shows instead, and
+    the comment must not start with "words: ", which Napoleon prints as the field's type."""
     from sphinx.pycode import ModuleAnalyzer
 
-    bare = []
+    bare, typed = [], []
     for _, name, obj in _documented(page):
         if not (inspect.isclass(obj) and issubclass(obj, tuple) and hasattr(obj, "_fields")):
             continue
         comments = ModuleAnalyzer.for_module(obj.__module__).find_attr_docs()
-        bare += [f"{name}.{field}" for field in obj._fields
-                 if (obj.__qualname__, field) not in comments]
+        for field in obj._fields:
+            comment = " ".join(comments.get((obj.__qualname__, field), []))
+            if not comment:
+                bare.append(f"{name}.{field}")
+            elif ": " in re.sub(r"`[^`]*`", "", re.sub(r":\w+:`[^`]*`", "", comment)):
+                typed.append(f"{name}.{field}: {comment}")
     assert not bare, f"{page.name} shows these fields as 'Alias for field number': {bare}"
+    # Napoleon reads "text: more" in an attribute's comment as "type: description".
+    assert not typed, f"{page.name}: these comments would print their start as a type: {typed}"

@@ -29,7 +29,7 @@ class Labels(NamedTuple):
 
     #: The class :math:`y_n` of each row, ``(N, 1)``; an ignored row's is set to 0.
     y: Tensor
-    #: The mask :math:`\mu_n`: True where the row is not ignored.
+    #: True where the row is not ignored (the mask :math:`\mu_n`).
     keep: Tensor | None
     #: :math:`\mu_n w_{y_n}`, the row's class weight (0 where ignored), in the working dtype.
     wy: Tensor | None
