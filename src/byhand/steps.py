@@ -41,10 +41,10 @@ __all__ = [
 ]
 
 LossFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""``loss_fn(logits, target) -> (loss, grad_logits)``: a scalar loss and its gradient."""
+"""A loss and its gradient, ``loss_fn(logits, target) -> (loss, grad_logits)``, the loss a scalar."""
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
-"""``step(x, y) -> loss``: one training step on a minibatch, returning its loss (a tensor)."""
+"""One training step on a minibatch, ``step(x, y) -> loss``, returning its loss (a tensor)."""
 
 
 def backward(model: Layer, grad_output: Tensor) -> None:

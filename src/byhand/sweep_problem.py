@@ -84,12 +84,12 @@ class Sweep:
 
     @property
     def work(self) -> torch.dtype:
-        """The working dtype: float32 for half inputs, else the input's."""
+        """The working dtype, float32 for half inputs and the input's otherwise."""
         return opmath_dtype(self.a.dtype)
 
     @property
     def plain_count(self) -> bool:
-        r"""Every row kept and no class weights: every :math:`\mu_n w_{y_n}` is 1."""
+        r"""Whether every row is kept and no class is weighted, so every :math:`\mu_n w_{y_n}` is 1."""
         return self.every_kept and self.options.weight is None
 
     @property

@@ -84,7 +84,7 @@ DEFAULT_LR = 0.3
 DEFAULT_SEED = 0
 
 EpochData = tuple[Tensor, Tensor] | Tensors
-"""What one epoch trains on: ``(x, y)``, or :class:`~byhand.preprocess.Tensors` (its training rows)."""
+"""What one epoch trains on, ``(x, y)`` or :class:`~byhand.preprocess.Tensors` (its training rows)."""
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def cross_entropy_kernel(
 
 
 #: Whether this module's kernel runs in Triton's interpreter (``TRITON_INTERPRET=1`` was set
-#: when Triton was first imported): then it takes CPU tensors and runs them with NumPy.
+#: when Triton was first imported), in which case it takes CPU tensors and runs them with NumPy.
 INTERPRETED: bool = not isinstance(cross_entropy_kernel, triton.runtime.jit.JITFunction)
 
 
