@@ -17,7 +17,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .cross_entropy_core import soft_cap, soft_cap_backward, target_indices, target_weight, z_loss
+from .cross_entropy_core import (
+    soft_cap,
+    soft_cap_backward,
+    target_indices,
+    target_weight,
+    z_loss,
+    z_loss_factor,
+)
 from .sweep_problem import Needs, Sweep, SweepResult, logits, spans
 
 __all__ = ["Labels", "by_vocabulary", "class_block", "loss_only", "read_labels"]
@@ -121,8 +128,8 @@ def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,
     target = g if labels.wy is None else g * labels.wy  # g_n mu_n w_{y_n}
     scale = target
     if o.lse_square_scale:
-        mask = 1.0 if labels.keep is None else labels.keep.to(p.work)
-        scale = target + 2 * o.lse_square_scale * g * mask * lse
+        mask = lse.new_ones(()) if labels.keep is None else labels.keep.to(p.work)
+        scale = target + z_loss_factor(g, mask, lse, o.lse_square_scale)
     d_a = a.new_zeros(a.shape, dtype=p.work) if needs.input else None
     d_w = w.new_empty(w.shape) if needs.linear_weight else None
     d_b = w.new_empty(w.shape[0], dtype=p.work) if p.b is not None and needs.linear_bias else None

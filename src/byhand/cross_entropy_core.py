@@ -74,6 +74,7 @@ __all__ = [
     "unbatched",
     "upstream",
     "z_loss",
+    "z_loss_factor",
     "z_loss_gradient",
 ]
 
@@ -458,6 +459,17 @@ def z_loss(lse: Tensor, mask: Tensor, scale: float) -> Tensor:
     return torch.where(mask > 0, scale * lse.square() * mask, 0.0)
 
 
+def z_loss_factor(g: Tensor, mask: Tensor, lse: Tensor, scale: float) -> Tensor:
+    r"""The row factor :math:`2\zeta\, g_n \mu_n \mathrm{lse}_n` of the z-loss's gradient
+    (0 for an ignored row, whatever its :math:`\mathrm{lse}_n`).
+
+    Examples:
+        >>> z_loss_factor(torch.ones(2), torch.tensor([1.0, 0.0]), torch.tensor([2.0, 3.0]), 0.5)
+        tensor([2., 0.])
+    """
+    return torch.where(mask > 0, 2 * scale * g * mask * lse, 0.0)
+
+
 def z_loss_gradient(s: Tensor, g: Tensor, mask: Tensor, lse: Tensor, scale: float) -> Tensor:
     r""":math:`\partial(\zeta\mu_n\mathrm{lse}_n^2)/\partial x_{nj}\cdot g_n =
     2\zeta\, g_n \mu_n \mathrm{lse}_n\, s_{nj}` (a new tensor).
@@ -467,6 +479,5 @@ def z_loss_gradient(s: Tensor, g: Tensor, mask: Tensor, lse: Tensor, scale: floa
         >>> z_loss_gradient(s, torch.ones(1), torch.ones(1), torch.tensor([2.0]), 0.5)
         tensor([[0.5000, 1.5000]])
     """
-    factor = torch.where(mask > 0, 2 * scale * g * mask * lse, 0.0)
-    return s * factor.unsqueeze(1)
+    return s * z_loss_factor(g, mask, lse, scale).unsqueeze(1)
 
