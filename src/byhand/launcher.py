@@ -150,10 +150,16 @@ class _Group:
 
 @contextmanager
 def _process_group(group: _Group, rank: int) -> Iterator[None]:
+    """Join the group for the body, and leave it after. With gloo every rank first waits
+    for all to have joined: a rank whose ``fn`` returns at once would otherwise close its
+    connections while another is still completing its own, which then fails with
+    "Connection closed by peer" instead of running its ``fn``."""
     dist.init_process_group(group.backend, init_method=f"tcp://127.0.0.1:{group.port}",
                             rank=rank, world_size=group.world_size,
                             timeout=timedelta(seconds=group.timeout))
     try:
+        if group.backend == "gloo":
+            dist.barrier()
         yield
     finally:
         dist.destroy_process_group()
