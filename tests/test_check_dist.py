@@ -15,10 +15,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 import check_dist  # noqa: E402
 
 GOOD_WHEEL = ["byhand/__init__.py", "byhand/py.typed", "byhand/figures/style.py",
+              "byhand/native_logsumexp.c",
               "byhand-1.0.dist-info/METADATA", "byhand-1.0.dist-info/WHEEL",
               "byhand-1.0.dist-info/RECORD", "byhand-1.0.dist-info/licenses/LICENSE"]
 GOOD_SDIST = ["pyproject.toml", "README.md", "LICENSE", "PKG-INFO", "setup.cfg",
-              "src/byhand/__init__.py", "src/byhand/py.typed"]
+              "src/byhand/__init__.py", "src/byhand/py.typed", "src/byhand/native_logsumexp.c"]
 
 
 def _wheel(path: Path, names: list[str]) -> Path:
@@ -48,6 +49,16 @@ def test_stray_and_missing_files_are_named(tmp_path: Path) -> None:
     assert "b.whl: missing the license file" in problems
     problems = check_dist.sdist_problems(_sdist(tmp_path / "b.tar.gz", [*GOOD_SDIST[1:], ".data/x"]))
     assert problems == ["b.tar.gz: unexpected .data/x", "b.tar.gz: missing pyproject.toml"]
+
+
+def test_the_c_source_must_ship_and_no_other_c_file(tmp_path: Path) -> None:
+    """The wheel carries the C loop the package compiles at run time; nothing else in C."""
+    names = [n for n in GOOD_WHEEL if not n.endswith(".c")] + ["byhand/other.c"]
+    problems = check_dist.wheel_problems(_wheel(tmp_path / "b.whl", names))
+    assert problems == ["b.whl: unexpected byhand/other.c", "b.whl: missing byhand/native_logsumexp.c"]
+    names = [n for n in GOOD_SDIST if not n.endswith(".c")]
+    problems = check_dist.sdist_problems(_sdist(tmp_path / "b.tar.gz", names))
+    assert problems == ["b.tar.gz: missing src/byhand/native_logsumexp.c"]
 
 
 def test_the_command_exits_non_zero_on_a_bad_wheel(tmp_path: Path) -> None:

@@ -60,6 +60,40 @@ def test_autocast_matches_pytorch_dtypes_and_values(dtype, path) -> None:
         torch.testing.assert_close(mine, theirs, rtol=5e-2, atol=5e-2)
 
 
+@pytest.mark.parametrize("given", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("kind", ["weight", "probabilities"])
+def test_autocast_casts_the_loss_arguments_as_pytorch(kind, given) -> None:
+    """Autocast's float32 policy takes cross_entropy's class weights and probability
+    targets to float32 (float64 stays, and a float64 weight is then refused, by PyTorch
+    too); a float64 input is not cast and keeps a float64 loss."""
+    a, w, b, y = _problem(dtype=torch.float32)
+    kw = {"weight": torch.rand(11, generator=torch.Generator().manual_seed(2)).to(given)}
+    if kind == "probabilities":
+        kw, y = {}, torch.softmax(torch.randn(7, 11, generator=torch.Generator().manual_seed(3)),
+                                 1).to(given)
+    outcomes = []
+    for fn in (byhand.linear_cross_entropy, F.linear_cross_entropy):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            try:
+                outcomes.append(fn(a, w, y, linear_bias=b, **kw))
+            except RuntimeError as error:
+                outcomes.append(error)
+    ours, theirs = outcomes
+    if isinstance(theirs, RuntimeError):
+        assert isinstance(ours, RuntimeError) and "weight must have" in str(ours)
+        assert "found Double" in str(theirs)
+        return
+    assert ours.dtype == theirs.dtype
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = byhand.linear_cross_entropy(a.double(), w.double(), y.double() if
+                                           kind == "probabilities" else y)
+        theirs = F.linear_cross_entropy(a.double(), w.double(), y.double() if
+                                        kind == "probabilities" else y)
+    assert ours.dtype == theirs.dtype == torch.float64
+    torch.testing.assert_close(ours, theirs)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("path", list(PATHS))
 def test_bfloat16_gradients_in_parameter_dtypes_and_as_accurate_as_pytorch(reduction, path) -> None:
@@ -332,8 +366,9 @@ def test_bfloat16_evaluation_holds_no_gradient_buffers() -> None:
     a, w = a.bfloat16().requires_grad_(True), w.bfloat16().requires_grad_(True)
     with torch.no_grad():
         peak = peak_bytes(lambda: byhand.linear_cross_entropy(a, w, y))
-    # the bytes of twice a chunk's float32 logits in bfloat16 and a float32 buffer of half
-    # a chunk; training holds the bfloat16 gradients and a float32 dW accumulator
+    # the bytes of twice a chunk's float32 logits in bfloat16 (and, without the compiled
+    # loop, a float32 buffer of half a chunk); training holds the bfloat16 gradients and a
+    # float32 dW accumulator
     chunk = default_chunk_size(n, h)
     assert peak <= 2.5 * chunk * v * 4 + 64 * n, peak
     assert peak < (n + v) * h * 2 + v * h * 4

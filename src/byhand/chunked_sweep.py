@@ -40,8 +40,8 @@ Evaluation. Without an upstream gradient (``no_grad``, ``inference_mode``, nothi
 requiring one) the sweep forms the losses only, with the same formulas
 (:func:`byhand.class_blocks.loss_only`): no gradient buffer exists, so by default twice
 :func:`~byhand.sweep_problem.default_chunk_size` rows of float32 logits go at once (in
-half precision their bytes in the input's dtype: twice as many rows, taken to float32 a
-quarter at a time), and the logits become their exponentials in place.
+half precision their bytes in the input's dtype: twice as many rows, which on the CPU
+the compiled loop of :mod:`byhand.native_logsumexp` reads once each).
 """
 
 from __future__ import annotations

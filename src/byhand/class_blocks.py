@@ -1,8 +1,10 @@
 r"""Every row at once: the loss-only pass, and half precision's blocks of classes.
 
 :func:`loss_only` forms the losses and :math:`\mathrm{lse}_n` of a whole batch without
-any gradient buffer: it is evaluation's sweep (``no_grad``, ``inference_mode``, nothing
-requiring a gradient), and the first pass of :func:`by_vocabulary`. That order, for
+any gradient buffer (on the CPU in half precision by the compiled loop of
+:mod:`byhand.native_logsumexp`): it is evaluation's sweep (``no_grad``,
+``inference_mode``, nothing requiring a gradient), and the first pass of
+:func:`by_vocabulary`. That order, for
 half-precision training by default, then goes over blocks of classes with every row, so
 that a block's weight gradient is one product, summed in float32 inside the multiply and
 written once: no float32 accumulator of :math:`V \times H` numbers exists. Both read
@@ -25,6 +27,7 @@ from .cross_entropy_core import (
     z_loss,
     z_loss_factor,
 )
+from .native_logsumexp import applies, row_losses
 from .sweep_problem import Needs, Sweep, SweepResult, logits, spans
 
 __all__ = ["Labels", "by_vocabulary", "class_block", "loss_only", "read_labels"]
@@ -60,16 +63,52 @@ def loss_only(p: Sweep, rows: int, labels: Labels) -> tuple[Tensor, Tensor | Non
     The numbers of the whole-vocabulary chunks of :func:`byhand.chunked_sweep.sweep`,
     :math:`L_n = \mu_n w_{y_n}\big(\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)\big)`
     with :math:`m_n = \max_k x_{nk}`, for less work: the targets are read once (and the
-    mask is not formed when no row is ignored), and the float32 logits become their
-    exponentials in place. The product runs over as many rows at a time as fill the bytes
-    of ``rows`` rows of float32 logits: ``rows`` in float32, twice as many in half
-    precision, whose product is then taken to float32 a quarter of ``rows`` (at least 16
-    rows) at a time, into one buffer. A large matmul is cheaper per row than a small one,
-    and small float32 pieces stay in the processor's cache between the passes.
+    mask is not formed when no row is ignored). The product runs over as many rows at a
+    time as fill the bytes of ``rows`` rows of float32 logits: ``rows`` in float32, twice
+    as many in half precision. A large matmul is cheaper per row than a small one.
+    Without a soft cap, half-precision logits on the CPU go to the compiled loop of
+    :mod:`byhand.native_logsumexp`, one read per row; elsewhere PyTorch's operators make
+    the passes (:func:`_operator_losses`).
     """
     o = p.options
-    w_t = p.w.t()
     block = rows * (p.work.itemsize // p.a.dtype.itemsize)
+    if o.softcap is None and applies(p.a):
+        per, lse = _compiled_losses(p, block, labels)
+    else:
+        per, lse = _operator_losses(p, rows, block, labels)
+    keep = labels.keep
+    if keep is not None and labels.wy is not None:
+        per = torch.where(keep, labels.wy * per, 0.0)
+    if not o.lse_square_scale:
+        return per, None, lse
+    mask = per.new_ones(()) if keep is None else keep.to(p.work)
+    z = z_loss(lse, mask, o.lse_square_scale)
+    return per + z, z, lse
+
+
+def _compiled_losses(p: Sweep, block: int, labels: Labels) -> tuple[Tensor, Tensor]:
+    r"""The rows' losses :math:`\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)` and
+    :math:`\mathrm{lse}_n`, ``(N,)`` each in float32, by
+    :func:`~byhand.native_logsumexp.row_losses`, ``block`` rows of half-precision logits
+    at a time."""
+    w_t = p.w.t()
+    out = p.a.new_empty((2, p.a.shape[0]), dtype=p.work)
+    for span in spans(p.a.shape[0], block):
+        a = _take(p.a, span)
+        product = a @ w_t if p.b is None else torch.addmm(p.b, a, w_t)
+        row_losses(product, _take(labels.y, span), out[:, span])
+        del product  # before the next block's product exists
+    return out[1], out[0]
+
+
+def _operator_losses(p: Sweep, rows: int, block: int,
+                     labels: Labels) -> tuple[Tensor, Tensor]:
+    r"""The numbers of :func:`_compiled_losses`, capped, by PyTorch's operators. The
+    float32 logits become their exponentials in place; a half-precision product is taken
+    to float32 a quarter of ``rows`` (at least 16 rows) at a time, into one buffer, so
+    that small float32 pieces stay in the processor's cache between the passes."""
+    o = p.options
+    w_t = p.w.t()
     buffer = None
     if block != rows:
         piece = max(_MIN_PIECE, min(rows, p.a.shape[0]) // 4)
@@ -88,16 +127,7 @@ def loss_only(p: Sweep, rows: int, labels: Labels) -> tuple[Tensor, Tensor | Non
     shift, sum_e, x_y = (torch.cat(t) if len(t) > 1 else t[0] for t in (shifts, sums, picked))
     x_y = soft_cap(x_y.to(p.work), o.softcap)
     log_sums = sum_e.log_()
-    per = (log_sums - (x_y - shift)).squeeze(1)
-    lse = (shift + log_sums).squeeze(1)
-    keep = labels.keep
-    if keep is not None and labels.wy is not None:
-        per = torch.where(keep, labels.wy * per, 0.0)
-    if not o.lse_square_scale:
-        return per, None, lse
-    mask = per.new_ones(()) if keep is None else keep.to(p.work)
-    z = z_loss(lse, mask, o.lse_square_scale)
-    return per + z, z, lse
+    return (log_sums - (x_y - shift)).squeeze(1), (shift + log_sums).squeeze(1)
 
 
 def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,

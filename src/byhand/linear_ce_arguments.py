@@ -6,7 +6,8 @@ chunk sizes, the soft cap and z-loss scale, then the cross-entropy's own argumen
 through :func:`byhand.cross_entropy_checks.validate` on a stand-in of the logits) and
 returns the :class:`byhand.sweep_problem.Sweep` that computes it. Errors name the
 argument and are of PyTorch's type (see :mod:`byhand.errors`). :func:`autocast_arguments`
-casts the call's tensors as :func:`torch.autocast` would, and :func:`has_tangent` says
+casts the call's tensors as :func:`torch.autocast` would (:func:`logits_dtype` is then
+float32), and :func:`has_tangent` says
 whether a forward-mode tangent rides on one of them.
 """
 
@@ -27,7 +28,7 @@ from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 from .sweep_problem import Sweep
 
 __all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "check_linear",
-           "check_settings", "has_tangent", "options_from", "prepare"]
+           "check_settings", "has_tangent", "logits_dtype", "options_from", "prepare"]
 
 _FN = "linear_cross_entropy"
 
@@ -160,26 +161,47 @@ def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, ta
     check_settings(settings)
     logits_shape = (*input.shape[:-1], linear_weight.shape[0])
     options = options_from(target, logits_shape, weight, settings)
-    _, every_kept = validate_call(_FN, input.new_empty(()).expand(*logits_shape), target,
-                                  options)
+    stand_in = input.new_empty((), dtype=logits_dtype(input, settings)).expand(*logits_shape)
+    _, every_kept = validate_call(_FN, stand_in, target, options)
     a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
     p = Sweep(a, linear_weight, linear_bias, t, options, settings.chunk_size,
               settings.vocab_chunk_size, every_kept)
     return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
 
 
-def autocast_arguments(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None
-              ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype | None]:
-    """Under :func:`torch.autocast` for the input's device, the three tensors in its
-    dtype (differentiably: the gradients return in the parameters' dtypes) and float32,
-    the loss's dtype there, as PyTorch's ``linear`` and ``cross_entropy`` give."""
-    device = input.device.type
+def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dtype | None]:
+    """The call's tensors as :func:`torch.autocast` for the input's device would give them
+    to ``linear`` and ``cross_entropy``, and float32, the loss's dtype there (None outside
+    autocast): the linear layer's three in autocast's dtype (differentiably: the gradients
+    return in the parameters' dtypes), and the loss's floating target and class weights
+    in float32, its float32 policy's dtype. Autocast leaves float64 as it is, so a
+    float64 input gives no float32 loss dtype.
+
+    Examples:
+        >>> inputs = LinearCEInputs(torch.zeros(2, 3), torch.zeros(5, 3), None,
+        ...                         torch.tensor([0, 4]), torch.ones(5, dtype=torch.bfloat16))
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     cast, result_dtype = autocast_arguments(inputs)
+        >>> cast.input.dtype, cast.weight.dtype, result_dtype
+        (torch.bfloat16, torch.float32, torch.float32)
+    """
+    device = inputs.input.device.type
     if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
-        return input, linear_weight, linear_bias, None
+        return inputs, None
     dtype = torch.get_autocast_dtype(device)
-    cast = [t if t is None or not t.is_floating_point() else t.to(dtype)
-            for t in (input, linear_weight, linear_bias)]
-    return cast[0], cast[1], cast[2], torch.float32  # type: ignore[return-value]
+    input, linear_weight, linear_bias, target, weight = (
+        t if t is None or not t.is_floating_point() or t.dtype == torch.float64
+        else t.to(to) for t, to in zip(inputs, (dtype, dtype, dtype, torch.float32, torch.float32),
+                                       strict=True))
+    assert input is not None and linear_weight is not None and target is not None
+    cast = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
+    return cast, None if input.dtype == torch.float64 else torch.float32
+
+
+def logits_dtype(input: Tensor, settings: LinearCESettings) -> torch.dtype:
+    """The dtype in which the cross-entropy sees the logits: float32 under
+    :func:`torch.autocast` (``settings.result_dtype``), the input's otherwise."""
+    return settings.result_dtype or input.dtype
 
 
 def has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:

@@ -75,6 +75,7 @@ from .linear_ce_arguments import (
     autocast_arguments,
     check_linear,
     has_tangent,
+    logits_dtype,
     options_from,
     prepare,
 )
@@ -373,7 +374,7 @@ def _k_dimensional(inputs: LinearCEInputs,
     shape = (input.shape[0], n_classes, *extra)
     probabilities = target.shape == shape
     t = target.reshape(*target.shape[:1 + probabilities], positions)
-    validate(_FN, input.new_empty(()).expand(shape), target,
+    validate(_FN, input.new_empty((), dtype=logits_dtype(input, settings)).expand(shape), target,
              options_from(target, shape, weight, settings))
     per_position = settings
     if settings.reduction == "mean" and settings.denominator is None:
@@ -490,13 +491,12 @@ def linear_cross_entropy(
     no_target_grad(_FN, target, weight)
     if options is not None and chunk_size is None:
         chunk_size = getattr(options, "batch_chunk_size", None)
-    input, linear_weight, linear_bias, result_dtype = autocast_arguments(input, linear_weight,
-                                                                 linear_bias)
+    inputs, result_dtype = autocast_arguments(
+        LinearCEInputs(input, linear_weight, linear_bias, target, weight))
     settings = LinearCESettings(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
         chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
         lse_square_scale=lse_square_scale, denominator=denominator, result_dtype=result_dtype)
-    inputs = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
     off = (torch.autocast(input.device.type, enabled=False) if result_dtype is not None
            else contextlib.nullcontext())
     with off:

@@ -3,6 +3,7 @@ chapter notebook copied alone to an empty folder and executed there."""
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,18 @@ def test_drop_in_works_from_the_wheel(fresh_env: Path, tmp_path: Path) -> None:
         "print('ok')\n"
     )
     assert _run(fresh_env, "-c", code, cwd=tmp_path).strip() == "ok"
+
+
+def test_the_compiled_loop_builds_from_the_wheel(fresh_env: Path, tmp_path: Path) -> None:
+    """The wheel ships native_logsumexp.c, so an installed byhand compiles its loop where
+    the checkout's does (here: x86-64 with a C compiler)."""
+    code = ("import torch, byhand.native_logsumexp as n, pathlib\n"
+            "print(pathlib.Path(n.__file__).with_name('native_logsumexp.c').is_file(),"
+            " n.available(torch.bfloat16))\n")
+    builds = (sys.platform != "win32" and shutil.which("cc") is not None
+              and platform.machine().lower() in ("x86_64", "amd64"))
+    expected = f"True {builds}"
+    assert _run(fresh_env, "-c", code, cwd=tmp_path).strip() == expected
 
 
 def test_a_chapter_copied_alone_runs(fresh_env: Path, tmp_path: Path) -> None:
