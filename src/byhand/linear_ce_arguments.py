@@ -27,7 +27,7 @@ from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
 from .sweep_problem import Sweep
 
-__all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "check_linear",
+__all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "autocasting", "check_linear",
            "check_settings", "has_tangent", "logits_dtype", "options_from", "prepare"]
 
 _FN = "linear_cross_entropy"
@@ -185,10 +185,9 @@ def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dt
         >>> cast.input.dtype, cast.weight.dtype, result_dtype
         (torch.bfloat16, torch.float32, torch.float32)
     """
-    device = inputs.input.device.type
-    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+    if not autocasting(inputs.input):
         return inputs, None
-    dtype = torch.get_autocast_dtype(device)
+    dtype = torch.get_autocast_dtype(inputs.input.device.type)
     input, linear_weight, linear_bias, target, weight = (
         t if t is None or not t.is_floating_point() or t.dtype == torch.float64
         else t.to(to) for t, to in zip(inputs, (dtype, dtype, dtype, torch.float32, torch.float32),
@@ -196,6 +195,12 @@ def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dt
     assert input is not None and linear_weight is not None and target is not None
     cast = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
     return cast, None if input.dtype == torch.float64 else torch.float32
+
+
+def autocasting(input: Tensor) -> bool:
+    """Whether :func:`torch.autocast` is on for ``input``'s device (CPU or CUDA)."""
+    device = input.device.type
+    return device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
 
 
 def logits_dtype(input: Tensor, settings: LinearCESettings) -> torch.dtype:

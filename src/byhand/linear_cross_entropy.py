@@ -73,6 +73,7 @@ from .linear_ce_arguments import (
     LinearCEInputs,
     LinearCESettings,
     autocast_arguments,
+    autocasting,
     check_linear,
     has_tangent,
     logits_dtype,
@@ -497,7 +498,7 @@ def linear_cross_entropy(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
         chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
         lse_square_scale=lse_square_scale, denominator=denominator, result_dtype=result_dtype)
-    off = (torch.autocast(input.device.type, enabled=False) if result_dtype is not None
+    off = (torch.autocast(input.device.type, enabled=False) if autocasting(input)
            else contextlib.nullcontext())
     with off:
         if linear_weight.dim() > 2:
