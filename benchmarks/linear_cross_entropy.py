@@ -19,6 +19,8 @@ warm-up call), and the peak extra memory of one call measured the same way for a
 ``no_grad`` times the loss alone in evaluation, byhand against naive, in alternation
 (:func:`byhand.timing.interleaved`, median and fastest latency, with the load average).
 It prints exactly one JSON line on stdout (and one progress line per case on stderr).
+In half precision on the CPU the loss-only pass is the compiled loop of
+``byhand.native_logsumexp`` where it is built (``compiled_loss_loop`` in the output).
 ``--quick`` runs small sizes with few repeats; ``--sizes 4096x512x32768 ...`` picks the
 cases; ``--threads 1`` gives steadier times on a machine shared with other work.
 """
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import byhand
+from byhand import native_logsumexp
 from byhand.device import describe_machine, synchronize
 from byhand.linear_cross_entropy import default_chunk_size
 from byhand.memory import memory_method, peak_bytes
@@ -241,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": str(device),
         "statistic": "median seconds per call over interleaved repeats, after a warm-up call",
         "memory_method": memory_method(device),
+        # whether half-precision evaluation on the CPU ran the compiled loop of
+        # byhand.native_logsumexp (False: PyTorch's operators made its passes)
+        "compiled_loss_loop": device.type == "cpu" and native_logsumexp.available(dtype),
         "goals": {"memory_byhand_over_naive_at_most": GOAL_MEMORY_VS_NAIVE,
                   "memory_byhand_over_torch_auto_at_most": GOAL_MEMORY_VS_TORCH,
                   "time_byhand_over_naive_at_most": GOAL_TIME_VS_NAIVE},
