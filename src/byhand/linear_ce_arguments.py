@@ -170,12 +170,12 @@ def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, ta
 
 
 def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dtype | None]:
-    """The call's tensors as :func:`torch.autocast` for the input's device would give them
-    to ``linear`` and ``cross_entropy``, and float32, the loss's dtype there (None outside
-    autocast): the linear layer's three in autocast's dtype (differentiably: the gradients
-    return in the parameters' dtypes), and the loss's floating target and class weights
-    in float32, its float32 policy's dtype. Autocast leaves float64 as it is, so a
-    float64 input gives no float32 loss dtype.
+    """The call's tensors as :func:`torch.autocast`, on for the input's device
+    (:func:`autocasting`), would give them to ``linear`` and ``cross_entropy``, and
+    float32, the loss's dtype there: the linear layer's three in autocast's dtype
+    (differentiably: the gradients return in the parameters' dtypes), and the loss's
+    floating target and class weights in float32, its float32 policy's dtype. Autocast
+    leaves float64 as it is, so a float64 input gives no float32 loss dtype (None).
 
     Examples:
         >>> inputs = LinearCEInputs(torch.zeros(2, 3), torch.zeros(5, 3), None,
@@ -185,8 +185,6 @@ def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dt
         >>> cast.input.dtype, cast.weight.dtype, result_dtype
         (torch.bfloat16, torch.float32, torch.float32)
     """
-    if not autocasting(inputs.input):
-        return inputs, None
     dtype = torch.get_autocast_dtype(inputs.input.device.type)
     input, linear_weight, linear_bias, target, weight = (
         t if t is None or not t.is_floating_point() or t.dtype == torch.float64

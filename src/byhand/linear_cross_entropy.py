@@ -492,13 +492,14 @@ def linear_cross_entropy(
     no_target_grad(_FN, target, weight)
     if options is not None and chunk_size is None:
         chunk_size = getattr(options, "batch_chunk_size", None)
-    inputs, result_dtype = autocast_arguments(
-        LinearCEInputs(input, linear_weight, linear_bias, target, weight))
+    inputs = LinearCEInputs(input, linear_weight, linear_bias, target, weight)
+    autocast = autocasting(input)
+    inputs, result_dtype = autocast_arguments(inputs) if autocast else (inputs, None)
     settings = LinearCESettings(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
         chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
         lse_square_scale=lse_square_scale, denominator=denominator, result_dtype=result_dtype)
-    off = (torch.autocast(input.device.type, enabled=False) if autocasting(input)
+    off = (torch.autocast(input.device.type, enabled=False) if autocast
            else contextlib.nullcontext())
     with off:
         if linear_weight.dim() > 2:
