@@ -31,9 +31,9 @@ static inline float from_bfloat16(uint16_t h) {
 }
 
 /* e^x for x <= 0 (NaN stays NaN). x = k ln 2 + r with k = round(x / ln 2), |r| <= ln(2)/2;
- * e^r by its Taylor polynomial to degree 6 (its error is at most (ln(2)/2)^7 / 7!, about
- * 1.2e-7, one unit in the last place), and 2^k added to the exponent bits. Below -86,
- * e^x < 5e-38: 0, which changes no sum that holds e^0 = 1 (so is -inf's 0). */
+ * e^r by its Taylor polynomial to degree 6 (relative remainder at most
+ * (ln(2)/2)^7 / 7! * e^(ln(2)/2), about 1.7e-7), and 2^k added to the exponent bits.
+ * Below -86, e^x < 5e-38: 0, which changes no sum that holds e^0 = 1 (so is -inf's 0). */
 static inline float exp_nonpositive(float x) {
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     word k;
@@ -50,8 +50,8 @@ static inline float exp_nonpositive(float x) {
 
 /* The sum goes BLOCK classes at a time, each block summed apart in the vector's lanes:
  * a lane adds at most BLOCK / lanes terms (64 with 16 lanes) before its block's total
- * joins the row's, so the rounding error stays near 1e-6 of s_n at any vocabulary size
- * (summed whole, it grew to 3e-5 at 32,000 float16 classes). */
+ * joins the row's, so the rounding error stays within a few 1e-6 of s_n at any vocabulary
+ * size (summed whole, it grew to 3e-5 at 32,000 float16 classes). */
 #define BLOCK 1024
 
 #define ROW_LOSSES(NAME, TYPE, TO_FLOAT)                                                   \
