@@ -113,14 +113,14 @@ def available(dtype: torch.dtype = torch.bfloat16) -> bool:
         >>> available(torch.float32)
         False
     """
-    return dtype in _FUNCTIONS and _function(dtype) is not None
+    return _function(dtype) is not None
 
 
 def applies(x: Tensor) -> bool:
     """Whether :func:`row_losses` takes the logits of ``x`` (their factor, or themselves):
     half precision on the CPU, with real storage (a plain tensor or parameter, no
     :func:`torch.compile` tracing, no :mod:`torch.func` transform, no dispatch mode such as
-    fake tensors'), and the loop built for its dtype.
+    fake tensors), and the loop built for its dtype.
 
     Examples:
         >>> applies(torch.zeros(2, 3)), applies(torch.zeros(2, 3, device="meta").bfloat16())
