@@ -193,6 +193,19 @@ def _typeset_ms(browser, server: str, page: str) -> float | None:
         visit.close()
 
 
+#: Switch to the dark theme and make the browser compute the new styles at once, so that
+#: the theme's colour transitions start now rather than at the next frame.
+_DARK_JS = """() => {
+  document.documentElement.setAttribute('data-theme', 'dark');
+  getComputedStyle(document.body).color;
+}"""
+
+#: The contrast is read once the colours have settled: no CSS transition still running
+#: (a fixed wait was too short on a loaded machine, and axe then read a colour mid-way).
+_NO_TRANSITION_RUNNING = """() => document.getAnimations().every(
+  a => !(a instanceof CSSTransition) || a.playState !== 'running')"""
+
+
 def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
     visit = Visit(browser, server + page, viewport=SIZES[size], init_script=_TYPESET_CLOCK)
     try:
@@ -208,8 +221,8 @@ def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
         _typeset_everything(p)
         p.wait_for_timeout(300)  # book.js gives the boxes that now scroll a tab stop
         light = p.evaluate(_AXE_RUN, None)
-        p.evaluate("() => document.documentElement.setAttribute('data-theme', 'dark')")
-        p.wait_for_timeout(500)  # past the theme's colour transitions
+        p.evaluate(_DARK_JS)
+        p.wait_for_function(_NO_TRANSITION_RUNNING, timeout=30_000)
         dark = p.evaluate(_AXE_RUN, ["color-contrast", "link-in-text-block"])
         return {"typeset_ms": None, **measured, "header_icons": header_icons,
                 "axe": {"light": light, "dark": dark},
