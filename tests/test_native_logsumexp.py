@@ -5,6 +5,7 @@ cannot run (no compiler, compile tracing, torch.func, fake tensors)."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import platform
 import shutil
@@ -21,6 +22,7 @@ from byhand.errors import ArgumentTypeError, ArgumentValueError
 from byhand.native_logsumexp import applies, available, row_losses
 
 HALF = [torch.bfloat16, torch.float16]
+LINEAR_CROSS_ENTROPY = importlib.import_module("byhand.linear_cross_entropy")
 BUILT = available(torch.bfloat16)
 needs_loop = pytest.mark.skipif(not BUILT, reason="no C compiler built the loop here; "
                                 "test_the_loop_is_built_where_a_compiler_is says why")
@@ -199,6 +201,43 @@ def test_evaluation_with_and_without_the_loop(option, monkeypatch) -> None:
         lse = torch.logsumexp(logits[y != -100], 1)
         exact = exact + 1e-3 * lse.square().sum() / (y != -100).sum()
     torch.testing.assert_close(compiled.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+@needs_loop
+def test_row_losses_returns_the_sum_of_the_losses_in_row_order() -> None:
+    x, y = _logits(300, 1001, torch.bfloat16)
+    out = torch.empty(2, 300)
+    returned = row_losses(x, y, out)
+    in_order = 0.0
+    for loss in out[1].tolist():
+        in_order += loss
+    assert returned == in_order
+
+
+@needs_loop
+@pytest.mark.parametrize("option", [{}, {"reduction": "sum"}, {"denominator": 7.0},
+                                    {"chunk_size": 32}, {"denominator": 0.0}],
+                         ids=["mean", "sum", "denominator", "blocks", "zero"])
+def test_a_sum_or_mean_is_formed_on_the_host_from_the_loops_sum(option, monkeypatch) -> None:
+    """With no row ignored and no class weight, the loop's float64 sum gives the reduced
+    loss, and no operator sums the losses again: the same as PyTorch's operators to
+    float32's accuracy (under autocast the loss is float32), over one block of rows or
+    several. A denominator of 0 takes the operators' division, to infinity."""
+    a, w, b, y = _llm_problem()
+    y = y.clamp(min=0)  # no ignored row
+    summed = []
+    monkeypatch.setattr(LINEAR_CROSS_ENTROPY, "total", lambda t: summed.append(t) or t.sum())
+    on_the_host = option.get("denominator") != 0.0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        compiled = byhand.linear_cross_entropy(a, w, y, linear_bias=b, **option)
+        assert len(summed) == (0 if on_the_host else 1)
+        monkeypatch.setattr(class_blocks, "applies", lambda x: False)
+        operators = byhand.linear_cross_entropy(a, w, y, linear_bias=b, **option)
+    assert len(summed) == (1 if on_the_host else 2)
+    assert compiled.dtype == operators.dtype == torch.float32
+    torch.testing.assert_close(compiled, operators, rtol=2e-6, atol=0.0)
+    if option.get("denominator") == 0.0:
+        assert compiled.item() == math.inf
 
 
 def test_a_failed_build_falls_back_and_leaves_nothing_behind(monkeypatch, tmp_path) -> None:

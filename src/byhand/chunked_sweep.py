@@ -63,7 +63,16 @@ from .cross_entropy_core import (
     z_loss_gradient,
 )
 from .softmax import logsumexp_update
-from .sweep_problem import Grads, Needs, Sweep, SweepResult, default_chunk_size, logits, spans
+from .sweep_problem import (
+    Grads,
+    Needs,
+    Sweep,
+    SweepResult,
+    default_chunk_size,
+    logits,
+    spans,
+    stand_in,
+)
 
 __all__ = ["chunk_gradient", "sweep"]
 
@@ -206,7 +215,7 @@ def _online(p: Sweep, rows: slice, g: Tensor | None, out: _Out) -> tuple[Tensor,
     """
     a, t, o = p.a[rows], p.t[rows], p.options
     n_rows, n_classes, work = a.shape[0], p.w.shape[0], p.work
-    like = a.new_empty((), dtype=work).expand(n_rows, n_classes)
+    like = stand_in(a, (n_rows, n_classes), work)
     blocks = spans(n_classes, p.vocab or n_classes)
 
     def block(cols: slice) -> tuple[Tensor, Tensor]:
@@ -263,7 +272,7 @@ def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
         >>> from byhand.cross_entropy_core import CrossEntropyOptions
         >>> p = Sweep(torch.eye(2), torch.eye(3, 2), None, torch.tensor([0, 1]),
         ...           CrossEntropyOptions(), rows=1, vocab=2)
-        >>> losses, _, (d_a, d_w, d_b) = sweep(p, torch.ones(2))
+        >>> losses, _, (d_a, d_w, d_b), _ = sweep(p, torch.ones(2))
         >>> losses, d_b
         (tensor([0.5514, 0.5514]), None)
     """
@@ -274,8 +283,8 @@ def sweep(p: Sweep, g: Tensor | None = None, needs: Needs = _ALL, *,
     classes_first = in_place and p.rows is None and p.a.dtype != p.work and block is not None
     labels = read_labels(p) if (g is None or classes_first) and not online and n_rows else None
     if labels is not None and g is None:  # the loss only: no gradient buffers, so twice the rows
-        per, z, _ = loss_only(p, p.rows or min(n_rows, 2 * chunk), labels)
-        return SweepResult(per, z, (None, None, None))
+        per, z, _, host_sum = loss_only(p, p.rows or min(n_rows, 2 * chunk), labels)
+        return SweepResult(per, z, (None, None, None), host_sum)
     if labels is not None and g is not None and block is not None:
         return by_vocabulary(p, g, Needs(*needs), labels, chunk, block)
     rows_fn = _online if online else _whole

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .cross_entropy_core import (
@@ -30,14 +31,14 @@ from .cross_entropy_core import (
 from .native_logsumexp import applies, row_losses
 from .sweep_problem import Needs, Sweep, SweepResult, logits, spans
 
-__all__ = ["Labels", "by_vocabulary", "class_block", "loss_only", "read_labels"]
+__all__ = ["Labels", "RowLosses", "by_vocabulary", "class_block", "loss_only", "read_labels"]
 
 
 class Labels(NamedTuple):
     r"""Class-index targets read once for the whole batch; ``keep`` and ``wy`` are None
     when every :math:`\mu_n w_{y_n}` is 1 (:attr:`~byhand.sweep_problem.Sweep.plain_count`)."""
 
-    #: The class :math:`y_n` of each row, ``(N, 1)``; an ignored row's is set to 0.
+    #: The class :math:`y_n` of each row, ``(N,)`` int64; an ignored row's is set to 0.
     y: Tensor
     #: True where the row is not ignored (the mask :math:`\mu_n`).
     keep: Tensor | None
@@ -52,12 +53,26 @@ def read_labels(p: Sweep) -> Labels | None:
     if p.t.is_floating_point() or o.label_smoothing > 0 or p.w.shape[0] == 0:
         return None
     if p.plain_count:
-        return Labels(p.t.long().unsqueeze(1), None, None)
+        return Labels(p.t if p.t.dtype == torch.int64 else p.t.long(), None, None)
     y, keep = target_indices(p.t, o.ignore_index)
-    return Labels(y.unsqueeze(1), keep, target_weight(y, keep, o.weight, p.work))
+    return Labels(y, keep, target_weight(y, keep, o.weight, p.work))
 
 
-def loss_only(p: Sweep, rows: int, labels: Labels) -> tuple[Tensor, Tensor | None, Tensor]:
+class RowLosses(NamedTuple):
+    """What :func:`loss_only` returns for a whole batch."""
+
+    #: :math:`L_n` of each row, ``(N,)``, the z-loss included.
+    losses: Tensor
+    #: :math:`\zeta\mu_n\mathrm{lse}_n^2` of each row, or None without ``lse_square_scale``.
+    z_losses: Tensor | None
+    #: :math:`\mathrm{lse}_n` of each row.
+    lse: Tensor
+    #: :math:`\sum_n L_n` on the host, in float64, where the compiled loop added it up
+    #: (no row ignored, no class weights, no z-loss); None elsewhere.
+    host_sum: float | None
+
+
+def loss_only(p: Sweep, rows: int, labels: Labels) -> RowLosses:
     r"""Per-row losses, z-losses (None without) and :math:`\mathrm{lse}_n` of the whole batch.
 
     The numbers of the whole-vocabulary chunks of :func:`byhand.chunked_sweep.sweep`,
@@ -67,38 +82,42 @@ def loss_only(p: Sweep, rows: int, labels: Labels) -> tuple[Tensor, Tensor | Non
     time as fill the bytes of ``rows`` rows of float32 logits: ``rows`` in float32, twice
     as many in half precision. A large matmul is cheaper per row than a small one.
     Without a soft cap, half-precision logits on the CPU go to the compiled loop of
-    :mod:`byhand.native_logsumexp`, one read per row; elsewhere PyTorch's operators make
-    the passes (:func:`_operator_losses`).
+    :mod:`byhand.native_logsumexp`, one read per row, which also returns
+    :math:`\sum_n L_n`; elsewhere PyTorch's operators make the passes
+    (:func:`_operator_losses`).
     """
     o = p.options
     block = rows * (p.work.itemsize // p.a.dtype.itemsize)
+    host_sum = None
     if o.softcap is None and applies(p.a):
-        per, lse = _compiled_losses(p, block, labels)
+        per, lse, host_sum = _compiled_losses(p, block, labels)
     else:
         per, lse = _operator_losses(p, rows, block, labels)
     keep = labels.keep
     if keep is not None and labels.wy is not None:
-        per = torch.where(keep, labels.wy * per, 0.0)
+        per, host_sum = torch.where(keep, labels.wy * per, 0.0), None
     if not o.lse_square_scale:
-        return per, None, lse
+        return RowLosses(per, None, lse, host_sum)
     mask = per.new_ones(()) if keep is None else keep.to(p.work)
     z = z_loss(lse, mask, o.lse_square_scale)
-    return per + z, z, lse
+    return RowLosses(per + z, z, lse, None)
 
 
-def _compiled_losses(p: Sweep, block: int, labels: Labels) -> tuple[Tensor, Tensor]:
-    r"""The rows' losses :math:`\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)` and
-    :math:`\mathrm{lse}_n`, ``(N,)`` each in float32, by
+def _compiled_losses(p: Sweep, block: int, labels: Labels) -> tuple[Tensor, Tensor, float]:
+    r"""The rows' losses :math:`\log\sum_k e^{x_{nk} - m_n} - (x_{n y_n} - m_n)`,
+    :math:`\mathrm{lse}_n` (``(N,)`` each, in float32) and the losses' sum, by
     :func:`~byhand.native_logsumexp.row_losses`, ``block`` rows of half-precision logits
     at a time."""
-    w_t = p.w.t()
     out = p.a.new_empty((2, p.a.shape[0]), dtype=p.work)
-    for span in spans(p.a.shape[0], block):
-        a = _take(p.a, span)
-        product = a @ w_t if p.b is None else torch.addmm(p.b, a, w_t)
-        row_losses(product, _take(labels.y, span), out[:, span])
+    parts = spans(p.a.shape[0], block)
+    host_sum = 0.0
+    for span in parts:
+        product = F.linear(_take(p.a, span), p.w, p.b)
+        host_sum += row_losses(product, _take(labels.y, span),
+                               out if len(parts) == 1 else out[:, span])
         del product  # before the next block's product exists
-    return out[1], out[0]
+    lse, per = out.unbind()
+    return per, lse, host_sum
 
 
 def _operator_losses(p: Sweep, rows: int, block: int,
@@ -117,7 +136,7 @@ def _operator_losses(p: Sweep, rows: int, block: int,
     for span in spans(p.a.shape[0], block):
         a = _take(p.a, span)
         product = a @ w_t if p.b is None else torch.addmm(p.b, a, w_t)
-        picked.append(product.gather(1, _take(labels.y, span)))
+        picked.append(product.gather(1, _take(labels.y, span).unsqueeze(1)))
         for x in (product,) if buffer is None else torch.split(product, buffer.shape[0]):
             x = soft_cap(x if buffer is None else _fill(buffer, x), o.softcap)
             shift = x.amax(1, keepdim=True)
@@ -153,7 +172,7 @@ def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,
     (:func:`class_block`); the loss-only pass takes twice ``rows`` rows at a time.
     """
     o, a, w = p.options, p.a, p.w
-    per, z, lse = loss_only(p, min(a.shape[0], 2 * rows), labels)
+    per, z, lse, host_sum = loss_only(p, min(a.shape[0], 2 * rows), labels)
     g = g if labels.keep is None else torch.where(labels.keep, g, 0.0)
     target = g if labels.wy is None else g * labels.wy  # g_n mu_n w_{y_n}
     scale = target
@@ -163,7 +182,7 @@ def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,
     d_a = a.new_zeros(a.shape, dtype=p.work) if needs.input else None
     d_w = w.new_empty(w.shape) if needs.linear_weight else None
     d_b = w.new_empty(w.shape[0], dtype=p.work) if p.b is not None and needs.linear_bias else None
-    y = labels.y
+    y = labels.y.unsqueeze(1)
     for cols in spans(w.shape[0], block):
         x = logits(p, a, cols)
         s = x.sub(lse.unsqueeze(1)) if o.softcap is not None else x.sub_(lse.unsqueeze(1))
@@ -180,7 +199,7 @@ def by_vocabulary(p: Sweep, g: Tensor, needs: Needs, labels: Labels, rows: int,
         if d_a is not None:
             d_a.add_(low @ w[cols])
     d_input = None if d_a is None else d_a.to(a.dtype)
-    return SweepResult(per, z, (d_input, d_w, d_b))
+    return SweepResult(per, z, (d_input, d_w, d_b), host_sum)
 
 
 def class_block(n_rows: int, n_classes: int, rows: int) -> int | None:

@@ -160,7 +160,8 @@ def _check_indices(input: Tensor, target: Tensor, ignore_index: int) -> bool:
             f"(C,) and (N, C) inputs; got dtype {target.dtype}")
     _check_index_shape(input, target)
     if target.numel():
-        return _check_index_values(target.long(), class_count(input), ignore_index)
+        indices = target if target.dtype == torch.int64 else target.long()
+        return _check_index_values(indices, class_count(input), ignore_index)
     return False
 
 

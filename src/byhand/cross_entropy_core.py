@@ -239,7 +239,8 @@ def total(t: Tensor) -> Tensor:
     This is how PyTorch reduces float16 and bfloat16 losses: summed naively in half
     precision, the result would depend on how the work is split between threads.
     """
-    return t.sum(dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
+    summed = t.sum(dtype=torch.promote_types(t.dtype, torch.float32))
+    return summed if summed.dtype == t.dtype else summed.to(t.dtype)
 
 
 def position_count(x: Tensor, dtype: torch.dtype) -> float:

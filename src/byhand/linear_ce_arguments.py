@@ -25,7 +25,7 @@ from torch.autograd import forward_ad
 from .cross_entropy_checks import validate_call
 from .cross_entropy_core import CrossEntropyOptions, Reduction
 from .errors import ArgumentTypeError, ArgumentValueError, UnsupportedDTypeError
-from .sweep_problem import Sweep
+from .sweep_problem import Sweep, stand_in
 
 __all__ = ["LinearCEInputs", "LinearCESettings", "autocast_arguments", "autocasting", "check_linear",
            "check_settings", "has_tangent", "logits_dtype", "options_from", "prepare"]
@@ -151,22 +151,22 @@ def options_from(target: Tensor, logits_shape: tuple[int, ...], weight: Tensor |
 
 
 def prepare(input: Tensor, linear_weight: Tensor, linear_bias: Tensor | None, target: Tensor,
-            weight: Tensor | None, settings: LinearCESettings) -> tuple[Sweep, Tensor]:
-    """Check the arguments; return the batched sweep and the batched logits' stand-in.
+            weight: Tensor | None, settings: LinearCESettings) -> Sweep:
+    """Check the arguments; return the batched sweep.
 
-    The stand-in has the logits' shape ``(N, V)`` and the working dtype but a single
-    element of storage, so :func:`validate` runs on it without any logits formed.
+    The cross-entropy's own checks run on a stand-in of the logits
+    (:func:`~byhand.sweep_problem.stand_in`): their shape ``(N, V)`` and dtype, one
+    element of storage, so that no logits are formed to validate them.
     """
     check_linear(input, linear_weight, linear_bias)
     check_settings(settings)
     logits_shape = (*input.shape[:-1], linear_weight.shape[0])
     options = options_from(target, logits_shape, weight, settings)
-    stand_in = input.new_empty((), dtype=logits_dtype(input, settings)).expand(*logits_shape)
-    _, every_kept = validate_call(_FN, stand_in, target, options)
+    logits = stand_in(input, logits_shape, logits_dtype(input, settings))
+    _, every_kept = validate_call(_FN, logits, target, options)
     a, t = (input.unsqueeze(0), target.unsqueeze(0)) if input.dim() == 1 else (input, target)
-    p = Sweep(a, linear_weight, linear_bias, t, options, settings.chunk_size,
-              settings.vocab_chunk_size, every_kept)
-    return p, a.new_empty((), dtype=p.work).expand(a.shape[0], linear_weight.shape[0])
+    return Sweep(a, linear_weight, linear_bias, t, options, settings.chunk_size,
+                 settings.vocab_chunk_size, every_kept)
 
 
 def autocast_arguments(inputs: LinearCEInputs) -> tuple[LinearCEInputs, torch.dtype | None]:

@@ -81,7 +81,7 @@ from .linear_ce_arguments import (
     prepare,
 )
 from .softmax import logsumexp_update, online_logsumexp
-from .sweep_problem import Grads, Needs, Sweep, default_chunk_size
+from .sweep_problem import Grads, Needs, Sweep, default_chunk_size, stand_in
 from .sweep_problem import logits as chunk_logits
 
 __all__ = [
@@ -107,20 +107,28 @@ def _result_dtype(p: Sweep, settings: LinearCESettings) -> torch.dtype:
     return loss_dtype(p.a, p.t, p.options.weight)
 
 
-def _denominator(p: Sweep, like: Tensor) -> Tensor | float:
-    """The ``mean`` denominator of the sweep ``p`` (in ``like``'s working dtype)."""
-    return denominator(like, p.t, p.options, every_kept=p.every_kept)
+def _denominator(p: Sweep) -> Tensor | float:
+    """The ``mean`` denominator of the sweep ``p``, in its working dtype: the number of
+    rows when each counts once (:attr:`~byhand.sweep_problem.Sweep.plain_count`)."""
+    if p.plain_count and p.options.denominator is None:
+        return float(p.a.shape[0])
+    return denominator(p.logits_like(), p.t, p.options, every_kept=p.every_kept)
 
 
-def _reduce(per: Tensor, p: Sweep, like: Tensor, dtype: torch.dtype) -> Tensor:
-    """Sum (and divide) the per-row losses in their working dtype; round once to ``dtype``."""
+def _reduce(per: Tensor, p: Sweep, dtype: torch.dtype, host_sum: float | None = None) -> Tensor:
+    """Sum (and divide) the per-row losses in their working dtype; round once to ``dtype``.
+
+    Given their sum on the host (``host_sum``, in float64) and a number for denominator,
+    the quotient is formed there, and only the result is made on the device.
+    """
     reduction = p.options.reduction
     if reduction == "none":
         return per.to(dtype)
+    d = _denominator(p) if reduction == "mean" else 1
+    if host_sum is not None and isinstance(d, (int, float)) and d:
+        return torch.full((), host_sum / d, dtype=dtype, device=per.device)
     summed = total(per)
-    if reduction == "mean":
-        summed = summed / _denominator(p, like)
-    return summed.to(dtype)
+    return (summed if reduction == "sum" else summed / d).to(dtype)
 
 
 def _finish(grads: Grads, p: Sweep, unbatched: bool, scale: Tensor | None = None) -> Grads:
@@ -139,7 +147,7 @@ def _finish(grads: Grads, p: Sweep, unbatched: bool, scale: Tensor | None = None
     return d_input, d_weight, d_bias
 
 
-def _forward(p: Sweep, like: Tensor, needs: Needs,
+def _forward(p: Sweep, needs: Needs,
              settings: LinearCESettings) -> tuple[Tensor, Tensor | None, Grads]:
     """The loss, the reduced z-loss and, for ``mean``/``sum`` when ``needs`` any, the
     gradients for ``grad_output = 1`` (rounded to the parameters' dtypes)."""
@@ -147,15 +155,15 @@ def _forward(p: Sweep, like: Tensor, needs: Needs,
     reduction = p.options.reduction
     g = None
     if reduction != "none" and any(needs):
-        one = torch.ones((), dtype=like.dtype, device=like.device)
-        g = upstream(one, reduction, _denominator(p, like), like.select(1, 0))
+        one = torch.ones((), dtype=p.work, device=p.a.device)
+        g = upstream(one, reduction, _denominator(p), p.logits_like().select(1, 0))
         g = g.contiguous()
-    per, z, grads = sweep(p, g, needs)
-    z_loss = None if z is None else _reduce(z, p, like, dtype)
-    return _reduce(per, p, like, dtype), z_loss, grads
+    per, z, grads, host_sum = sweep(p, g, needs)
+    z_loss = None if z is None else _reduce(z, p, dtype)
+    return _reduce(per, p, dtype, host_sum), z_loss, grads
 
 
-def _tangent(p: Sweep, like: Tensor, tangents: tuple[Tensor | None, ...],
+def _tangent(p: Sweep, tangents: tuple[Tensor | None, ...],
              dtype: torch.dtype) -> Tensor:
     r"""Forward-mode derivative: :math:`\dot L_n = \sum_j U_{nj}\dot x_{nj}` with
     :math:`U_{nj} = \partial L_n/\partial x_{nj}` and
@@ -166,7 +174,7 @@ def _tangent(p: Sweep, like: Tensor, tangents: tuple[Tensor | None, ...],
     da, dw, db = tangents
     x = chunk_logits(p, p.a)
     parts = softmax_parts(x)
-    ones = like.new_ones(like.shape[0])
+    ones = p.a.new_ones(p.a.shape[0], dtype=p.work)
     u = chunk_gradient(p, x if p.options.softcap else None, parts, p.t, ones, in_place=False)
     dx = torch.zeros_like(u)
     if da is not None:
@@ -175,7 +183,7 @@ def _tangent(p: Sweep, like: Tensor, tangents: tuple[Tensor | None, ...],
         dx = dx + (p.a @ dw.t()).to(u.dtype)
     if db is not None:
         dx = dx + db.to(u.dtype)
-    return _reduce((u * dx).sum(1), p, like, dtype)
+    return _reduce((u * dx).sum(1), p, dtype)
 
 
 # ------------------------------------------------------------------- autograd
@@ -214,8 +222,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                 settings: LinearCESettings | Mapping[str, Any],
                 needs: Needs) -> tuple[Tensor | None, ...]:
         settings = LinearCESettings.of(settings)
-        p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
-        loss, z_loss, grads = _forward(p, like, needs, settings)
+        p = prepare(input, linear_weight, linear_bias, target, weight, settings)
+        loss, z_loss, grads = _forward(p, needs, settings)
         if p.options.reduction == "none":
             if input.dim() == 1:
                 loss = loss.squeeze(0)
@@ -241,7 +249,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         if ctx.settings.reduction != "none":
             grads = [None if d is None else d * grad_loss.to(d.dtype) for d in saved]
         else:
-            p, _like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+            p = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
             g = grad_loss.reshape(p.a.shape[0]).to(p.work)
             grads = list(_finish(sweep(p, g, wanted, in_place=False).grads, p,
                                  input.dim() == 1))
@@ -257,8 +265,8 @@ class LinearCrossEntropyForwardAD(LinearCrossEntropy):
     def jvp(ctx: Any, d_input: Tensor | None, d_weight: Tensor | None,
             d_bias: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
         input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
-        p, like = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
-        dot = _tangent(p, like, (d_input, d_weight, d_bias), _result_dtype(p, ctx.settings))
+        p = prepare(input, linear_weight, linear_bias, target, weight, ctx.settings)
+        dot = _tangent(p, (d_input, d_weight, d_bias), _result_dtype(p, ctx.settings))
         if p.options.reduction == "none" and input.dim() == 1:
             dot = dot.squeeze(0)
         return dot, None, None, None, None
@@ -301,8 +309,8 @@ def linear_cross_entropy_forward_backward(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
         chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
         lse_square_scale=lse_square_scale, denominator=denominator)
-    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
-    loss, _, grads = _forward(p, like, ALL_GRADIENTS, settings)
+    p = prepare(input, linear_weight, linear_bias, target, weight, settings)
+    loss, _, grads = _forward(p, ALL_GRADIENTS, settings)
     return loss, _finish(grads, p, input.dim() == 1)
 
 
@@ -350,11 +358,11 @@ def linear_cross_entropy_backward(
         reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing,
         chunk_size=chunk_size, vocab_chunk_size=vocab_chunk_size, softcap=softcap,
         lse_square_scale=lse_square_scale, denominator=denominator)
-    p, like = prepare(input, linear_weight, linear_bias, target, weight, settings)
+    p = prepare(input, linear_weight, linear_bias, target, weight, settings)
     if reduction == "none":
         g = grad_output.to(input.dtype).reshape(p.a.shape[0]).to(p.work).contiguous()
         return _finish(sweep(p, g, needs).grads, p, input.dim() == 1)
-    _, _, grads = _forward(p, like, Needs(*needs), settings)
+    _, _, grads = _forward(p, Needs(*needs), settings)
     return _finish(grads, p, input.dim() == 1, grad_output)
 
 
@@ -375,15 +383,15 @@ def _k_dimensional(inputs: LinearCEInputs,
     shape = (input.shape[0], n_classes, *extra)
     probabilities = target.shape == shape
     t = target.reshape(*target.shape[:1 + probabilities], positions)
-    validate(_FN, input.new_empty((), dtype=logits_dtype(input, settings)).expand(shape), target,
+    validate(_FN, stand_in(input, shape, logits_dtype(input, settings)), target,
              options_from(target, shape, weight, settings))
     per_position = settings
     if settings.reduction == "mean" and settings.denominator is None:
-        like = input.new_empty(()).expand(input.shape[0] * positions, n_classes)
+        like = stand_in(input, (input.shape[0] * positions, n_classes), torch.float32)
         flat = (t.movedim(-1, 1).reshape(-1, n_classes) if probabilities
                 else t.t().reshape(-1))
         per_position = dataclasses.replace(settings, denominator=denominator(
-            like.to(torch.float32), flat, options_from(flat, like.shape, weight, settings)))
+            like, flat, options_from(flat, like.shape, weight, settings)))
     losses, z_losses = [], []
     for k in range(positions):
         position = LinearCEInputs(input, w[:, k], None if b is None else b[:, k], t[..., k],
@@ -402,8 +410,8 @@ def _k_dimensional(inputs: LinearCEInputs,
 def _evaluate(inputs: LinearCEInputs, settings: LinearCESettings) -> tuple[Tensor, Tensor | None]:
     """The loss and the reduced z-loss alone, as ``LinearCrossEntropy.forward`` gives them
     when no gradient is needed, without the autograd function's bookkeeping."""
-    p, like = prepare(*inputs, settings)
-    loss, z_loss, _ = _forward(p, like, Needs(False, False, False), settings)
+    p = prepare(*inputs, settings)
+    loss, z_loss, _ = _forward(p, Needs(False, False, False), settings)
     if settings.reduction == "none" and inputs.input.dim() == 1:
         return loss.squeeze(0), None if z_loss is None else z_loss.squeeze(0)
     return loss, z_loss

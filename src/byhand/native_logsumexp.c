@@ -7,7 +7,8 @@
  *
  * every number taken to float32 as it is read and summed in float32. The row's results
  * are lse_n = m_n + log s_n and its loss L_n = log s_n - (x_{n y_n} - m_n), written so
- * that a loss near 0 loses no digits to lse_n - x_{n y_n}.
+ * that a loss near 0 loses no digits to lse_n - x_{n y_n}. The function returns
+ * sum_n L_n, added in float64 in the order of the rows (the same on any thread count).
  * byhand.native_logsumexp compiles this file for the machine it runs on and calls it;
  * see that module for when.
  */
@@ -55,9 +56,9 @@ static inline float exp_nonpositive(float x) {
 #define BLOCK 1024
 
 #define ROW_LOSSES(NAME, TYPE, TO_FLOAT)                                                   \
-    void NAME(const TYPE *x, int64_t rows, int64_t cols, int64_t row_stride,              \
-              const int64_t *target, int64_t target_stride, float *out,                    \
-              int64_t out_stride, int threads) {                                           \
+    double NAME(const TYPE *x, int64_t rows, int64_t cols, int64_t row_stride,            \
+                const int64_t *target, int64_t target_stride, float *out,                  \
+                int64_t out_stride, int threads) {                                         \
         _Pragma("omp parallel for num_threads(threads) schedule(static) if(threads > 1)") \
         for (int64_t n = 0; n < rows; n++) {                                               \
             const TYPE *row = x + n * row_stride;                                          \
@@ -82,6 +83,10 @@ static inline float exp_nonpositive(float x) {
             out[n] = m + log_s;                                                            \
             out[out_stride + n] = log_s - (picked - m);                                    \
         }                                                                                  \
+        double total = 0.0;                                                                \
+        for (int64_t n = 0; n < rows; n++)                                                 \
+            total += out[out_stride + n];                                                  \
+        return total;                                                                      \
     }
 
 ROW_LOSSES(row_losses_bfloat16, uint16_t, from_bfloat16)

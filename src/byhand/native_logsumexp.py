@@ -7,8 +7,9 @@ For rows of ``bfloat16`` or ``float16`` logits :math:`x_{nj}` with targets :math
 
    m_n = \max_j x_{nj}, \qquad s_n = \sum_j e^{x_{nj} - m_n}
 
-and returns :math:`\mathrm{lse}_n = m_n + \log s_n` and the row's loss
-:math:`L_n = \log s_n - (x_{n y_n} - m_n)`. It reads each row once, and once more from
+and returns :math:`\mathrm{lse}_n = m_n + \log s_n`, the row's loss
+:math:`L_n = \log s_n - (x_{n y_n} - m_n)` and their sum :math:`\sum_n L_n` (so that a
+``sum`` or ``mean`` needs no further pass). It reads each row once, and once more from
 the processor's first-level cache, taking every number to float32 as it is read.
 PyTorch's CPU operators need five passes over a block of logits for the same numbers
 (to float32, the maximum, the subtraction, the exponential, the sum); its one fused
@@ -93,16 +94,16 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
         if hasattr(library, name):
             function = getattr(library, name)
             function.argtypes = _ARGUMENT_TYPES
-            function.restype = None
+            function.restype = ctypes.c_double
     return library
 
 
-def _function(dtype: torch.dtype) -> Callable[..., None] | None:
+def _function(dtype: torch.dtype) -> Callable[..., float] | None:
     """The compiled function for logits of ``dtype``, or None."""
     library, name = _library(), _FUNCTIONS.get(dtype)
     if library is None or name is None or not hasattr(library, name):
         return None
-    function: Callable[..., None] = getattr(library, name)
+    function: Callable[..., float] = getattr(library, name)
     return function
 
 
@@ -134,10 +135,11 @@ def applies(x: Tensor) -> bool:
             and available(x.dtype))
 
 
-def row_losses(x: Tensor, y: Tensor, out: Tensor) -> None:
+def row_losses(x: Tensor, y: Tensor, out: Tensor) -> float:
     r"""Write :math:`\mathrm{lse}_n` and :math:`L_n` of the logits ``x`` (``(R, V)``,
     ``bfloat16`` or ``float16``) and targets ``y`` (``R`` class indices, int64) into
-    ``out[0]`` and ``out[1]`` (float32, ``(2, R)``, each row contiguous). A target
+    ``out[0]`` and ``out[1]`` (float32, ``(2, R)``, each row contiguous); return
+    :math:`\sum_n L_n`, added in float64 in the order of the rows. A target
     outside ``[0, V)`` gives a NaN loss; a row whose maximum is :math:`\pm\infty` or NaN
     gives NaN for both, as :func:`torch.log_softmax` does.
 
@@ -145,9 +147,9 @@ def row_losses(x: Tensor, y: Tensor, out: Tensor) -> None:
         >>> x = torch.tensor([[0.0, 1.0, 2.0]], dtype=torch.bfloat16)
         >>> out = torch.empty(2, 1)
         >>> if applies(x):  # the loop built on this machine
-        ...     row_losses(x, torch.tensor([2]), out)
-        ...     print(out.squeeze(1), torch.logsumexp(x.float(), 1))
-        tensor([2.4076, 0.4076]) tensor([2.4076])
+        ...     total = row_losses(x, torch.tensor([2]), out)
+        ...     print(out.squeeze(1), torch.logsumexp(x.float(), 1), round(total, 4))
+        tensor([2.4076, 0.4076]) tensor([2.4076]) 0.4076
     """
     function = _function(x.dtype)
     if function is None or x.dim() != 2 or not x.is_cpu:
@@ -164,5 +166,6 @@ def row_losses(x: Tensor, y: Tensor, out: Tensor) -> None:
                                  f"contiguous rows; got {out.dtype}, shape {tuple(out.shape)}")
     if x.shape[1] > 1 and x.stride(1) != 1:
         x = x.contiguous()
-    function(x.data_ptr(), rows, x.shape[1], x.stride(0), y.data_ptr(),
-             y.stride(0), out.data_ptr(), out.stride(0), torch.get_num_threads())
+    total: float = function(x.data_ptr(), rows, x.shape[1], x.stride(0), y.data_ptr(),
+                            y.stride(0), out.data_ptr(), out.stride(0), torch.get_num_threads())
+    return total

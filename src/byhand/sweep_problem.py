@@ -20,7 +20,8 @@ from torch import Tensor
 from .cross_entropy_core import CrossEntropyOptions, soft_cap
 from .softmax import opmath_dtype
 
-__all__ = ["Grads", "Needs", "Sweep", "SweepResult", "default_chunk_size", "logits", "spans"]
+__all__ = ["Grads", "Needs", "Sweep", "SweepResult", "default_chunk_size", "logits", "spans",
+           "stand_in"]
 
 Grads = tuple[Tensor | None, Tensor | None, Tensor | None]
 
@@ -44,7 +45,8 @@ class Needs(NamedTuple):
 
 
 class SweepResult(NamedTuple):
-    """What a sweep returns: per-row losses, per-row z-losses (None without), gradients."""
+    """What a sweep returns: per-row losses, per-row z-losses (None without), gradients
+    and, where known for free, the losses' sum on the host."""
 
     #: :math:`L_n` of each row, ``(N,)``, the z-loss included, in :attr:`Sweep.loss_dtype`.
     losses: Tensor
@@ -53,6 +55,9 @@ class SweepResult(NamedTuple):
     #: The input's, weight's and bias's gradients for the upstream :math:`g_n`; each None
     #: where not wanted (or without :math:`g_n`).
     grads: Grads
+    #: :math:`\sum_n L_n` on the host, in float64, where the sweep has it for free (the
+    #: compiled loop of :mod:`byhand.native_logsumexp`); None elsewhere.
+    host_sum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,11 @@ class Sweep:
         r"""Whether every row is kept and no class is weighted, so every :math:`\mu_n w_{y_n}` is 1."""
         return self.every_kept and self.options.weight is None
 
+    def logits_like(self) -> Tensor:
+        """A stand-in of the batched logits: shape ``(N, V)``, the working dtype, the
+        input's device, and one element of storage (:func:`stand_in`)."""
+        return stand_in(self.a, (self.a.shape[0], self.w.shape[0]), self.work)
+
     @property
     def loss_dtype(self) -> torch.dtype:
         """The per-row losses' dtype."""
@@ -100,6 +110,18 @@ class Sweep:
         dtype = torch.promote_types(self.work, self.t.dtype)
         weight = self.options.weight
         return dtype if weight is None else torch.promote_types(dtype, weight.dtype)
+
+
+def stand_in(t: Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A tensor of ``shape`` and ``dtype`` on ``t``'s device with one element of storage
+    (every stride 0), made in one call: what a check or a count needs of the logits.
+
+    Examples:
+        >>> x = stand_in(torch.zeros(2), (4096, 50000), torch.float32)
+        >>> x.shape, x.stride(), x.untyped_storage().nbytes()
+        (torch.Size([4096, 50000]), (0, 0), 4)
+    """
+    return t.new_empty_strided(shape, (0,) * len(shape), dtype=dtype)
 
 
 def default_chunk_size(n_rows: int, in_features: int) -> int:
