@@ -210,7 +210,7 @@ def logits_dtype(input: Tensor, settings: LinearCESettings) -> torch.dtype:
 def has_tangent(inputs: LinearCEInputs, settings: LinearCESettings) -> bool:
     """Whether a forward-mode tangent (:mod:`torch.autograd.forward_ad`,
     :func:`torch.func.jvp`) rides on any tensor of the call."""
-    unpack = forward_ad.unpack_dual
-    return any(isinstance(t, Tensor)
-               and unpack(t).tangent is not None  # type: ignore[no-untyped-call]  # unannotated in torch
-               for t in (*inputs, settings.denominator))
+    for t in (*inputs, settings.denominator):
+        if isinstance(t, Tensor) and forward_ad.unpack_dual(t).tangent is not None:  # type: ignore[no-untyped-call]  # unannotated in torch
+            return True
+    return False
