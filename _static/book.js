@@ -67,7 +67,7 @@
   const SCROLLERS = "div.math > mjx-container, div.cell_output pre, div.highlight pre";
   const addTabStops = () => {
     document.querySelectorAll(SCROLLERS).forEach((el) => {
-      if (el.scrollWidth > el.clientWidth + 1 && !el.hasAttribute("tabindex")) {
+      if (el.scrollWidth > el.clientWidth + 1 && el.tabIndex < 0) {
         el.setAttribute("tabindex", "0");
       }
     });

@@ -20,6 +20,7 @@ screenshot of each page that is not a chapter goes to ``_build/screenshots/``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
@@ -38,6 +39,7 @@ from book_browser import (
     _pages,
     find_browser,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 PAGES = _pages()
 DESKTOP = {"width": 1366, "height": 900}
@@ -193,6 +195,23 @@ def _typeset_ms(browser, server: str, page: str) -> float | None:
         visit.close()
 
 
+#: What the page's scripts do a moment after a change: every box that scrolls sideways is
+#: a tab stop (book.js's SCROLLERS; the theme's own script gives some of them theirs), and
+#: the solutions' buttons are named.
+_TAB_STOPS_GIVEN = """() => [...document.querySelectorAll(
+  'div.math > mjx-container, div.cell_output pre, div.highlight pre')].every(
+  el => el.scrollWidth <= el.clientWidth + 1 || el.tabIndex >= 0)"""
+_TOGGLES_NAMED = """() => [...document.querySelectorAll('.solution button.toggle-button')]
+  .some(b => (b.getAttribute('aria-label') || '').includes('olution'))"""
+
+
+def _wait_until(page, condition: str, timeout_ms: int = 15_000) -> None:
+    """Wait until ``condition`` holds, however loaded the machine; if it never does, go
+    on, and the check that follows reports what is missing."""
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(condition, timeout=timeout_ms)
+
+
 #: Switch to the dark theme and make the browser compute the new styles at once, so that
 #: the theme's colour transitions start now rather than at the next frame.
 _DARK_JS = """() => {
@@ -219,7 +238,7 @@ def _audit(browser, server: str, page: str, size: str, axe: str) -> dict:
         # Everything a reader can open or scroll to: solutions, hidden cells, maths.
         _open_everything(p)
         _typeset_everything(p)
-        p.wait_for_timeout(300)  # book.js gives the boxes that now scroll a tab stop
+        _wait_until(p, _TAB_STOPS_GIVEN)  # book.js gives the boxes that now scroll a tab stop
         light = p.evaluate(_AXE_RUN, None)
         p.evaluate(_DARK_JS)
         p.wait_for_function(_NO_TRANSITION_RUNNING, timeout=30_000)
@@ -354,7 +373,7 @@ def test_solution_toggles_are_named_after_their_exercise(browser, server: str) -
     visit = Visit(browser, server + page)
     try:
         visit.page.wait_for_selector("button.toggle-button", state="attached")
-        visit.page.wait_for_timeout(100)
+        _wait_until(visit.page, _TOGGLES_NAMED)
         names = visit.page.eval_on_selector_all(
             ".solution button.toggle-button, .admonition button.toggle-button",
             "els => els.map(e => e.getAttribute('aria-label'))")
