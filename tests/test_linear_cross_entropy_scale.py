@@ -518,6 +518,24 @@ def test_k_dimensional_weight_as_pytorch() -> None:
             torch.testing.assert_close(mine, theirs)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+def test_k_dimensional_mean_forms_no_full_size_tensor(dtype) -> None:
+    """The mean's denominator over every position is counted on a stand-in of the
+    logits: no (N d1, V) tensor is formed for it, whatever the input's dtype."""
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(64, 16, generator=gen).to(dtype)
+    w = torch.randn(4000, 8, 16, generator=gen).to(dtype)
+    y = torch.randint(0, 4000, (64, 8), generator=gen)
+    full = 64 * 8 * 4000 * 4  # the (N d1, V) float32 numbers: 8 MB
+    with torch.no_grad():
+        peak = peak_bytes(lambda: byhand.linear_cross_entropy(a, w, y))
+        ours = byhand.linear_cross_entropy(a, w, y)
+        ref = F.linear_cross_entropy(a.double(), w.double(), y)
+    assert peak < full / 2, (peak, full)  # the old count took it whole: 8.2 MB
+    tolerance = 1e-7 if dtype == torch.float64 else 2e-2  # bfloat16 rounds the logits
+    torch.testing.assert_close(ours.double(), ref, rtol=tolerance, atol=0.0)
+
+
 def test_pytorch_opinfo_samples() -> None:
     pytest.importorskip("expecttest")
     from torch.testing._internal.common_methods_invocations import op_db
