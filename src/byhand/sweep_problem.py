@@ -4,9 +4,11 @@ A :class:`Sweep` holds the input :math:`a_{np}`, the weight :math:`W_{jp}`, the 
 :math:`b_j`, the target and the options of one batched call; :func:`logits` forms a
 block of its logits :math:`x_{nj} = \sum_p a_{np} W_{jp} + b_j` (soft-capped when asked),
 the product in the input's dtype and the result in the *working* dtype (float32 for
-bfloat16 and float16 inputs). :func:`byhand.chunked_sweep.sweep` goes over the rows in
-chunks of :func:`default_chunk_size`; :mod:`byhand.class_blocks` goes over the classes
-with every row at once. Both return a :class:`SweepResult`.
+bfloat16 and float16 inputs); :func:`stand_in` gives what a check or a count needs of the
+logits (their shape and dtype) with one element of storage.
+:func:`byhand.chunked_sweep.sweep` goes over the rows in chunks of
+:func:`default_chunk_size`; :mod:`byhand.class_blocks` goes over the classes with every
+row at once. Both return a :class:`SweepResult`.
 """
 
 from __future__ import annotations
