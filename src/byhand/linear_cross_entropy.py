@@ -119,7 +119,7 @@ def _reduce(per: Tensor, p: Sweep, dtype: torch.dtype, host_sum: float | None = 
     """Sum (and divide) the per-row losses in their working dtype; round once to ``dtype``.
 
     Given their sum on the host (``host_sum``, in float64) and a number for denominator,
-    the quotient is formed there, and only the result is made on the device.
+    the quotient is formed there and made a tensor in one call: no pass over ``per``.
     """
     reduction = p.options.reduction
     if reduction == "none":
